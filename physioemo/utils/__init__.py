@@ -1,0 +1,1 @@
+"""Shared helpers: validation, configuration, logging, seeding."""
