@@ -1,0 +1,60 @@
+import subprocess
+import sys
+
+import pytest
+
+from physioemo import __version__
+from physioemo.cli import main as cli_main
+
+
+def test_version(capsys):
+    assert cli_main.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"physioemo {__version__}"
+
+
+def test_no_command_prints_help(capsys):
+    assert cli_main.main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+
+def test_unknown_command_is_one_line(capsys):
+    assert cli_main.main(["frobnicate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid choice: 'frobnicate'" in err[0]
+
+
+@pytest.mark.parametrize("name", list(cli_main.COMMANDS))
+def test_every_command_has_help(name, capsys):
+    assert cli_main.main([name, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--debug" in out and "example" in out.lower()
+
+
+def test_user_error_is_one_line_without_traceback(tmp_path, capsys, monkeypatch):
+    from physioemo.exceptions import ParameterError
+
+    class Boom:
+        HELP = "x"
+
+        @staticmethod
+        def add_arguments(parser):
+            pass
+
+        @staticmethod
+        def run(args):
+            raise ParameterError("order=0 is out of range; choose order >= 1.")
+
+    monkeypatch.setitem(cli_main.COMMANDS, "boom", "boom_mod")
+    monkeypatch.setitem(sys.modules, "boom_mod", Boom)
+    assert cli_main.main(["boom"]) == 2
+    err = capsys.readouterr().err
+    assert err == "physioemo boom: error: order=0 is out of range; choose order >= 1.\n"
+    with pytest.raises(ParameterError):
+        cli_main.main(["boom", "--debug"])
+
+
+def test_entry_point_runs():
+    exe = __import__("shutil").which("physioemo") or str(
+        __import__("pathlib").Path(sys.executable).with_name("physioemo"))
+    res = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == f"physioemo {__version__}"
