@@ -1,0 +1,379 @@
+"""``physioemo tune``: Optuna hyper-parameter search over a DREAMER protocol."""
+
+from __future__ import annotations
+
+HELP = "search hyper-parameters of a DREAMER protocol with Optuna (one machine or many)"
+DESCRIPTION = """Search HiSTN hyper-parameters for one DREAMER protocol with Optuna.
+
+Each trial samples a configuration from --search-space (YAML: type float/int/categorical,
+low/high, log, step, choices; or a fixed value), runs the protocol through the same code
+as `physioemo evaluate` one (subject, fold) at a time, reports the running mean so the
+pruner can stop bad trials, and stores every fold's metrics with the trial.
+
+Storage: an SQLite file in --out for one process; --jobs K starts K worker processes on
+a journal file in --out; --storage postgresql://user:pass@host/db (or PHYSIOEMO_STORAGE)
+lets any number of workers on any number of machines join the same study. SQLite is
+never shared by several processes (one database-wide write lock: 'database is locked'
+errors and lost updates). --n-trials is the total for the study: re-running the same
+command resumes it, and trials of killed workers are retried with the same parameters.
+
+Writes to --out: best_config.yaml (for `physioemo evaluate --config`), trials.csv,
+plots/, study.json (study name and storage, credentials masked), config.yaml, run.json.
+
+examples:
+  physioemo tune --dreamer DREAMER.mat --protocol sd-strict --dimension valence \\
+      --search-space configs/search_space_histn.yaml --n-trials 50 --out tune-out
+  physioemo tune ... --jobs 2 --out tune-out              # 2 processes, journal file
+  physioemo tune ... --storage postgresql://lab:***@db.lab/optuna --study-name histn-v
+  physioemo evaluate --config tune-out/best_config.yaml --out eval-out
+  optuna-dashboard sqlite:///tune-out/study.db
+"""
+
+#: Every option (argparse dest) with its default; a --config file may set any of them.
+DEFAULTS = {
+    "dreamer": None, "protocol": "sd-strict", "dimension": "valence", "search_space": None,
+    "n_trials": 20, "timeout": None, "jobs": 1, "storage": None, "study_name": None,
+    "sampler": "tpe", "pruner": "median", "metric": "weighted_f1", "subjects": None,
+    "folds": None, "epochs": None, "device": "cpu", "out": None, "heartbeat_interval": 60,
+    "grace_period": 120, "max_retry": 3, "runner": None, "plots": True, "seed": 0,
+}
+
+_NOT_CONFIG = ("out",)
+
+
+def add_arguments(parser):
+    """Add the command's options."""
+    from ..evaluation.protocols import DIMENSION_NAMES, PROTOCOLS
+
+    from ..tuning.objective import METRICS
+
+    a = parser.add_argument
+    a("--dreamer", metavar="PATH", help="DREAMER .mat file (default: $PHYSIOEMO_DREAMER_PATH)")
+    a("--protocol", choices=PROTOCOLS, help="evaluation protocol (default: sd-strict)")
+    a("--dimension", choices=DIMENSION_NAMES, help="emotion dimension (default: valence)")
+    a("--search-space", metavar="FILE",
+      help="YAML search space (default: configs/search_space_histn.yaml)")
+    a("--n-trials", type=int, metavar="N",
+      help="trials in the whole study, all workers and runs together (default: 20)")
+    a("--timeout", type=float, metavar="S",
+      help="seconds after which a worker starts no new trial (default: none)")
+    a("--jobs", type=int, metavar="K",
+      help="worker processes on this machine (default: 1; >1 uses a journal file)")
+    a("--storage", metavar="URL",
+      help="postgresql://... (many workers/machines), sqlite:///file.db (one process) or a "
+           "journal file path (default: $PHYSIOEMO_STORAGE, else a file in --out)")
+    a("--study-name", metavar="NAME",
+      help="study name (default: PROTOCOL-DIMENSION-METRIC)")
+    a("--sampler", choices=("tpe", "random", "cmaes", "grid"), help="sampler (default: tpe)")
+    a("--pruner", choices=("median", "hyperband", "none"), help="pruner (default: median)")
+    a("--metric", choices=sorted(METRICS),
+      help="objective metric, maximised (default: weighted_f1)")
+    a("--subjects", metavar="LIST",
+      help="1-based subjects, e.g. 1,2,5-8 (default: all in the file)")
+    a("--folds", metavar="LIST",
+      help="0-based folds per subject, e.g. 0-2 (default: all of the protocol)")
+    a("--epochs", type=int, metavar="N",
+      help="epochs of the main/pretraining stage (default: the recipe's; a search space "
+           "may search it instead)")
+    a("--device", choices=("cpu", "cuda"), help="training device (default: cpu)")
+    a("--out", metavar="DIR", help="output folder (required)")
+    a("--heartbeat-interval", type=int, metavar="S",
+      help="seconds between heartbeats of a running trial (default: 60)")
+    a("--grace-period", type=int, metavar="S",
+      help="seconds without heartbeat before a trial counts as dead and is retried "
+           "(default: 120)")
+    a("--max-retry", type=int, metavar="N",
+      help="retries of a failed or killed trial (default: 3)")
+    a("--runner", metavar="MODULE:NAME",
+      help="advanced: a custom runner factory instead of run_protocol (see "
+           "physioemo.tuning.objective.load_runner)")
+    a("--no-plots", dest="plots", action="store_false", default=None,
+      help="do not draw plots")
+
+
+def parse_index_list(text, *, name, base):
+    """Parse ``"1,2,5-8"`` into a sorted list of ints shifted by ``-base``.
+
+    Parameters
+    ----------
+    text : str | int | list | None
+        The list as typed (or from a config file).
+    name : str
+        Option name for messages.
+    base : int
+        1 for 1-based input (returned 0-based), 0 for 0-based input.
+
+    Returns
+    -------
+    values : list of int | None
+        0-based indices, ``None`` when ``text`` is ``None``.
+    """
+    from ..exceptions import ParameterError
+
+    if text is None:
+        return None
+    if isinstance(text, int) and not isinstance(text, bool):
+        items = [text]
+    elif isinstance(text, (list, tuple)):
+        items = list(text)
+    else:
+        items = []
+        for part in str(text).replace(" ", "").split(","):
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-")
+            try:
+                if sep:
+                    items.extend(range(int(lo), int(hi) + 1))
+                else:
+                    items.append(int(lo))
+            except ValueError:
+                raise ParameterError(f"--{name} {text!r} is not a list of numbers; write e.g. "
+                                     f"'{base},{base + 1},{base + 3}-{base + 5}'.") from None
+    bad = [i for i in items if not isinstance(i, int) or isinstance(i, bool) or i < base]
+    if bad or not items:
+        raise ParameterError(f"--{name} {text!r} must list integers >= {base}; got "
+                             f"{bad or 'nothing'}; write e.g. '{base},{base + 2}-{base + 4}'.")
+    return sorted({i - base for i in items})
+
+
+def _settings(args):
+    """Resolve CLI > PHYSIOEMO_* environment > --config > defaults."""
+    from ..utils.config import load_config, resolve
+
+    config = load_config(args.config, allowed=DEFAULTS) if args.config else None
+    cli = {k: getattr(args, k, None) for k in DEFAULTS}
+    s = resolve(DEFAULTS, config, cli)
+    return s
+
+
+def _check_settings(s):
+    from ..exceptions import ParameterError, UsageError
+    from ..utils._checks import check_number
+
+    if not s["out"]:
+        raise UsageError("no output folder given; --out DIR is required (the study, best "
+                         "config, trials table and plots go there); pass --out DIR.")
+    check_number("--n-trials", s["n_trials"], low=1, integer=True)
+    check_number("--jobs", s["jobs"], low=1, integer=True)
+    check_number("--max-retry", s["max_retry"], low=0, integer=True)
+    check_number("--heartbeat-interval", s["heartbeat_interval"], low=1, integer=True)
+    check_number("--grace-period", s["grace_period"], low=1, integer=True)
+    if s["grace_period"] <= s["heartbeat_interval"]:
+        raise ParameterError(
+            f"--grace-period {s['grace_period']} must exceed --heartbeat-interval "
+            f"{s['heartbeat_interval']} (a live trial would look dead between two "
+            f"heartbeats); use e.g. --grace-period {2 * s['heartbeat_interval']}.")
+    if s["timeout"] is not None:
+        check_number("--timeout", s["timeout"], low=0, low_inclusive=False)
+    if s["epochs"] is not None:
+        check_number("--epochs", s["epochs"], low=1, integer=True)
+
+
+def _default_search_space():
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[2] / "configs" / "search_space_histn.yaml"
+    return here if here.is_file() else Path("configs/search_space_histn.yaml")
+
+
+def _build_objective(s, *, n_threads=None):
+    """Load the data (or a custom runner) and return (objective, space, base_config)."""
+    from pathlib import Path
+
+    from ..tuning.objective import ProtocolObjective, ProtocolRunner, load_runner
+    from ..tuning.objective import searchable_params as _searchable
+    from ..tuning.search_space import load_search_space
+    from ..utils.logging import logger
+
+    subjects = parse_index_list(s["subjects"], name="subjects", base=1)
+    folds = parse_index_list(s["folds"], name="folds", base=0)
+    fixed = {} if s["epochs"] is None else {"epochs": s["epochs"]}
+    space_path = s["search_space"] or _default_search_space()
+    if s["runner"]:
+        factory = load_runner(s["runner"])
+        runner = factory(s["protocol"], None, None, dimension=s["dimension"], seed=s["seed"],
+                         device=s["device"], n_threads=n_threads)
+        allowed = getattr(runner, "params", None)
+        space = load_search_space(space_path, allowed=allowed, what="the runner")
+        subjects = subjects if subjects is not None else list(range(
+            getattr(runner, "n_subjects", 1)))
+    else:
+        from ..datasets import load_preprocessed
+        from ..datasets.dreamer import ENV_VAR
+        from ..utils._checks import check_path
+
+        space = load_search_space(space_path, allowed=_searchable(), what="run_protocol")
+        path = check_path("DREAMER file", s["dreamer"], env_var=ENV_VAR,
+                          hint="pass --dreamer PATH or set " + ENV_VAR)
+        logger.info("loading %s", path)
+        data, labels = load_preprocessed(path, subjects=subjects)
+        # load_preprocessed returns only the requested subjects, in order.
+        subjects = list(range(data.shape[0]))
+        runner = ProtocolRunner(s["protocol"], data, labels, dimension=s["dimension"],
+                                seed=s["seed"], device=s["device"], n_threads=n_threads)
+    clash = sorted(set(fixed) & {p.name for p in space.params})
+    if clash:
+        from ..exceptions import ParameterError
+
+        raise ParameterError(f"{clash} are both searched (in {str(space_path)!r}) and fixed on "
+                             f"the command line; a parameter is either searched or fixed; "
+                             f"drop the option or the search-space entry.")
+    space.fixed.update(fixed)
+    if folds is not None:
+        n = runner.n_folds()
+        bad = [f for f in folds if f >= n]
+        if bad:
+            from ..exceptions import ParameterError
+
+            raise ParameterError(f"--folds {bad} do not exist; protocol {s['protocol']!r} has "
+                                 f"folds 0..{n - 1}; pick folds in that range.")
+    work_dir = Path(s["out"]) / "trials"
+    objective = ProtocolObjective(space, runner, subjects=subjects, folds=folds,
+                                  metric=s["metric"], work_dir=work_dir)
+    base = {"protocol": s["protocol"], "dimension": s["dimension"], "seed": s["seed"],
+            "device": s["device"]}
+    if s["dreamer"] is not None:
+        base["dreamer"] = str(Path(s["dreamer"]).resolve())
+    if s["subjects"] is not None:
+        base["subjects"] = s["subjects"]
+    if s["folds"] is not None:
+        base["folds"] = s["folds"]
+    base.update(space.fixed)
+    return objective, space, base
+
+
+def _study_name(s):
+    return s["study_name"] or f"{s['protocol']}-{s['dimension']}-{s['metric']}"
+
+
+def _worker(s, spec_kind, spec_url, index, verbosity, built=None):
+    """Body of one worker process (``--jobs K``); also runs in-process for ``--jobs 1``.
+
+    ``built`` is ``(objective, space, base_config)`` when already built in this process.
+    """
+    import os
+
+    import optuna
+
+    from ..tuning import study as st
+    from ..utils.logging import configure_logging, logger
+
+    if verbosity is not None:
+        configure_logging(verbosity)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = st.StorageSpec(spec_kind, spec_url, multi_process=spec_kind != "sqlite")
+    n_threads = max(1, (os.cpu_count() or 1) // s["jobs"])
+    objective, space, _ = built or _build_objective(s, n_threads=n_threads)
+    if not spec.multi_process:
+        sampler_seed = s["seed"]
+    elif s["jobs"] > 1:
+        sampler_seed = s["seed"] + index  # distinct streams, else workers repeat each other
+    else:
+        sampler_seed = s["seed"] + os.getpid()
+        logger.info("worker on a shared storage: sampler seed %d (seed + pid)", sampler_seed)
+    n_steps = len(objective.units())
+    storage = st.open_storage(spec, heartbeat_interval=s["heartbeat_interval"],
+                              grace_period=s["grace_period"], max_retry=s["max_retry"])
+    lock = st.budget_lock(spec, _study_name(s))
+    try:
+        study = st.create_or_load_study(
+            storage, _study_name(s), direction=objective.direction,
+            sampler=st.make_sampler(s["sampler"], seed=sampler_seed, space=space),
+            pruner=st.make_pruner(s["pruner"], n_steps=n_steps), masked=spec.masked)
+        retry = st.RetryCallback(s["max_retry"])
+        if not spec.multi_process:
+            st.recover_orphans(study, retry)
+        counts = st.run_worker(study, objective, n_trials=s["n_trials"], lock=lock,
+                               retry=retry, timeout=s["timeout"],
+                               poll_s=min(2.0, s["heartbeat_interval"]))
+    finally:
+        lock.close()
+    logger.info("worker %d done: %s", index, counts)
+    return counts
+
+
+def _worker_process(s, spec_kind, spec_url, index, verbosity):
+    import sys
+
+    from ..exceptions import PhysioEmoError
+
+    try:
+        _worker(s, spec_kind, spec_url, index, verbosity)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except PhysioEmoError as err:
+        print(f"physioemo tune (worker {index}): error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run(args):
+    """Run the search."""
+    import multiprocessing
+    import sys
+    from pathlib import Path
+
+    import optuna
+
+    from ..exceptions import PhysioEmoError
+    from ..tuning import study as st
+    from ..tuning.outputs import write_outputs
+    from ..utils.config import write_run_metadata
+    from ..utils.logging import logger
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = _settings(args)
+    _check_settings(s)
+    out = Path(s["out"])
+    spec = st.resolve_storage(s["storage"], out, jobs=s["jobs"])
+    name = _study_name(s)
+    logger.info("study %r in %s (%s), %d trial(s) in total, %d worker process(es)", name,
+                spec.masked, spec.kind, s["n_trials"], s["jobs"])
+    # Validate everything (search space, data path, storage) before starting workers.
+    objective, space, base = _build_objective(s)
+    storage = st.open_storage(spec, heartbeat_interval=s["heartbeat_interval"],
+                              grace_period=s["grace_period"], max_retry=s["max_retry"])
+    st.create_or_load_study(storage, name, direction=objective.direction, masked=spec.masked)
+    plain = {k: v for k, v in s.items() if k not in _NOT_CONFIG}
+    plain["storage"] = st.mask_url(s["storage"])
+    argv = [st.mask_url(a) if "://" in str(a) else a for a in sys.argv]
+    write_run_metadata(out, plain, seed=s["seed"], command=argv)
+    verbosity = -1 if args.quiet else args.verbose
+    interrupted = False
+    if s["jobs"] == 1:
+        try:
+            _worker(s, spec.kind, spec.url, 0, None, built=(objective, space, base))
+        except KeyboardInterrupt:
+            interrupted = True
+    else:
+        objective = None  # each worker loads its own copy of the data
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_worker_process, name=f"physioemo-tune-{i}",
+                             args=(s, spec.kind, spec.url, i, verbosity))
+                 for i in range(s["jobs"])]
+        for p in procs:
+            p.start()
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:
+            interrupted = True
+            for p in procs:
+                p.join()
+        failed = [p.name for p in procs if p.exitcode not in (0, 130)]
+        if failed and not interrupted:
+            raise PhysioEmoError(f"worker process(es) {failed} stopped with an error (see "
+                                 f"above); the study is kept in {spec.masked}; fix the cause "
+                                 f"and re-run the same command to continue.")
+    study = optuna.load_study(study_name=name, storage=storage)
+    info = write_outputs(study, out, base_config=base, metric=s["metric"], storage=spec,
+                         n_trials=s["n_trials"], plots=s["plots"])
+    best = info["best_trial"]
+    if best is not None:
+        logger.info("best: trial %d, %s = %.4f, %s -> %s", best["number"], s["metric"],
+                    best["value"], best["params"], out / "best_config.yaml")
+    else:
+        logger.warning("no trial completed yet; re-run the same command to continue")
+    if interrupted:
+        raise KeyboardInterrupt
+    return 0

@@ -1,0 +1,256 @@
+"""The tuning objective: a DREAMER protocol run fold by fold, reported to Optuna.
+
+:class:`ProtocolObjective` samples a configuration from a :class:`~.search_space.SearchSpace`,
+runs the protocol one (subject, fold) at a time through a *runner* (by default
+:class:`ProtocolRunner`, i.e. :func:`physioemo.evaluation.protocols.run_protocol`, the code
+behind ``physioemo evaluate``), records every fold's metrics as a trial user attribute,
+reports the running mean after each fold so that pruners can stop a bad trial early, and
+returns the mean over subjects of the per-subject mean over folds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..exceptions import DataError, ParameterError
+from ..utils.logging import logger
+
+#: Objective metrics (keys of a fold record's ``metrics``) and their direction.
+METRICS = {"weighted_f1": "maximize", "seq2hr": "maximize", "accuracy": "maximize",
+           "tri_p": "maximize"}
+
+#: run_protocol keyword arguments that the tuner sets itself (never searched).
+RESERVED = ("name", "data", "labels", "dimension", "subjects", "seed", "out_dir", "n_jobs",
+            "n_threads", "device", "folds", "save_checkpoints", "model_fn", "verbose")
+
+
+def searchable_params():
+    """Keyword arguments of ``run_protocol`` that a search space may set.
+
+    Returns
+    -------
+    names : list of str
+        e.g. ``epochs``, ``finetune_epochs``, ``smoothing``, ``sigma``, ``graph``.
+    """
+    from ..evaluation.protocols import run_protocol
+
+    sig = inspect.signature(run_protocol)
+    return [n for n, p in sig.parameters.items()
+            if p.kind == p.KEYWORD_ONLY and n not in RESERVED]
+
+
+def n_folds(protocol):
+    """Number of folds per subject of a protocol (1 for the subject-independent ones)."""
+    from ..evaluation.protocols import RECIPES
+
+    recipe = RECIPES[protocol]
+    return int(recipe.get("n_blocks") or recipe.get("n_splits") or 1)
+
+
+class ProtocolRunner:
+    """Run one (subject, fold) of a protocol with :func:`run_protocol`.
+
+    Parameters
+    ----------
+    protocol : str
+        Protocol name (``sd``, ``sd-strict``, ``reston1``, ...).
+    data : ndarray, shape (n_subjects, n_clips, n_channels, n_times)
+        Preprocessed clips.
+    labels : ndarray of int, shape (n_subjects, n_clips, 3)
+        Classes 0..4.
+    dimension : str
+        Emotion dimension.
+    seed : int
+        Base seed, the same for every trial (trials differ only by hyper-parameters).
+    device : str
+        ``cpu`` or ``cuda``.
+    n_threads : int | None
+        torch threads of this worker.
+    """
+
+    def __init__(self, protocol, data, labels, *, dimension="valence", seed=0, device="cpu",
+                 n_threads=None):
+        self.protocol = protocol
+        self.data = data
+        self.labels = labels
+        self.dimension = dimension
+        self.seed = seed
+        self.device = device
+        self.n_threads = n_threads
+
+    def __repr__(self):
+        return (f"ProtocolRunner({self.protocol!r}, {self.dimension!r}, "
+                f"{self.data.shape[0]} subject(s))")
+
+    def n_folds(self):
+        """Folds per subject."""
+        return n_folds(self.protocol)
+
+    def __call__(self, config, subject, fold, out_dir=None):
+        """Run one fold and return its record (with ``metrics`` in percent).
+
+        Parameters
+        ----------
+        config : dict
+            ``run_protocol`` keyword arguments of this trial.
+        subject : int
+            0-based subject index into ``data``.
+        fold : int
+            Fold index.
+        out_dir : str | Path | None
+            Where run_protocol keeps this fold's results (a retried trial resumes there).
+
+        Returns
+        -------
+        record : dict
+            The fold's record, including ``metrics``.
+        """
+        from ..evaluation.protocols import run_protocol
+
+        folds = [fold] if self.n_folds() > 1 else None
+        records = run_protocol(self.protocol, self.data, self.labels,
+                               dimension=self.dimension, subjects=[subject], folds=folds,
+                               seed=self.seed, device=self.device, n_threads=self.n_threads,
+                               out_dir=out_dir, save_checkpoints=False, verbose=False,
+                               **config)
+        if len(records) != 1:
+            raise DataError(f"run_protocol returned {len(records)} records for subject "
+                            f"{subject}, fold {fold}; expected exactly 1; this is a bug, "
+                            f"please report it.")
+        return records[0]
+
+
+def load_runner(spec):
+    """Import a custom runner given as ``module:attribute`` or ``path/to/file.py:attribute``.
+
+    The attribute is called with ``(protocol, data, labels, dimension=, seed=, device=,
+    n_threads=)`` like :class:`ProtocolRunner` and must return an object with the same
+    ``__call__`` and ``n_folds()``.
+
+    Parameters
+    ----------
+    spec : str
+        Where the runner factory lives.
+
+    Returns
+    -------
+    factory : callable
+        The runner factory.
+    """
+    mod_name, sep, attr = str(spec).rpartition(":")
+    if not sep or not mod_name or not attr:
+        raise ParameterError(f"runner={spec!r} must look like 'package.module:name' or "
+                             f"'path/file.py:name'; fix the spelling.")
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            if not path.is_file():
+                raise DataError(f"runner file {mod_name!r} does not exist; check the path.")
+            module_spec = importlib.util.spec_from_file_location(
+                f"_physioemo_runner_{path.stem}", path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(mod_name)
+    except ImportError as err:
+        raise ParameterError(f"runner={spec!r} cannot be imported ({err}); give an importable "
+                             f"module or a .py file.") from None
+    if not hasattr(module, attr):
+        raise ParameterError(f"runner={spec!r}: {mod_name} has no attribute {attr!r}; name "
+                             f"an existing callable.")
+    return getattr(module, attr)
+
+
+class ProtocolObjective:
+    """Optuna objective that runs a protocol fold by fold.
+
+    Parameters
+    ----------
+    space : SearchSpace
+        What to sample.
+    runner : callable
+        ``runner(config, subject, fold, out_dir) -> record`` (a :class:`ProtocolRunner`);
+        ``runner.n_folds()`` gives the folds per subject.
+    subjects : list of int
+        0-based subjects to evaluate.
+    folds : list of int | None
+        Folds to run per subject; ``None`` means all.
+    metric : str
+        Key of :data:`METRICS` to optimise.
+    work_dir : str | Path | None
+        Where each trial's fold results go (``trials/trial_NNNN/``; a retried trial reuses
+        its original's folder and skips finished folds). ``None`` keeps nothing on disk.
+
+    Notes
+    -----
+    Folds run fold-major (fold 0 of every subject, then fold 1, ...) so that the first
+    intermediate values already cover every subject, which makes early pruning fairer.
+    The intermediate value at step ``k`` is the mean metric over the first ``k + 1`` folds.
+    """
+
+    def __init__(self, space, runner, *, subjects, folds=None, metric="weighted_f1",
+                 work_dir=None):
+        self.space = space
+        self.runner = runner
+        self.subjects = subjects
+        self.folds = folds
+        self.metric = metric
+        self.work_dir = work_dir
+
+    def __repr__(self):
+        return (f"ProtocolObjective({self.runner!r}, metric={self.metric!r}, "
+                f"subjects={self.subjects}, folds={self.folds})")
+
+    @property
+    def direction(self):
+        """``"maximize"`` or ``"minimize"`` for :attr:`metric`."""
+        return METRICS[self.metric]
+
+    def units(self):
+        """The (subject, fold) pairs of one trial, in the order they run."""
+        folds = self.folds if self.folds is not None else range(self.runner.n_folds())
+        return [(s, f) for f in folds for s in self.subjects]
+
+    def __call__(self, trial):
+        """Run one trial and return the objective value."""
+        import optuna
+
+        if self.metric not in METRICS:
+            raise ParameterError(f"metric={self.metric!r} is not a valid option; it must be "
+                                 f"one of {sorted(METRICS)}; pick one.")
+        config = self.space.suggest(trial)
+        root = trial.user_attrs.get("lineage", trial.number)
+        scores = {}
+        for step, (subject, fold) in enumerate(self.units()):
+            out_dir = None
+            if self.work_dir is not None:
+                out_dir = Path(self.work_dir) / f"trial_{root:04d}" / \
+                    f"s{subject + 1:02d}_f{fold}"
+            record = self.runner(config, subject, fold, out_dir)
+            metrics = {k: float(v) for k, v in record["metrics"].items()
+                       if isinstance(v, (int, float, np.floating, np.integer))}
+            if self.metric not in metrics:
+                raise DataError(f"the fold record has no metric {self.metric!r} (it has "
+                                f"{sorted(metrics)}); choose --metric among those.")
+            value = metrics[self.metric]
+            if not math.isfinite(value):
+                raise DataError(f"subject {subject + 1}, fold {fold} gave {self.metric}="
+                                f"{value}; a finite value is needed; check the data.")
+            trial.set_user_attr(f"s{subject + 1:02d}_f{fold}", metrics)
+            scores.setdefault(subject, []).append(value)
+            running = float(np.mean([v for vals in scores.values() for v in vals]))
+            trial.report(running, step)
+            logger.debug("trial %d subject %d fold %d: %s=%.3f (running mean %.3f)",
+                         trial.number, subject + 1, fold, self.metric, value, running)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"running mean {self.metric}={running:.3f} after {step + 1} of "
+                    f"{len(self.units())} folds is below the pruner's threshold")
+        per_subject = [float(np.mean(v)) for v in scores.values()]
+        return float(np.mean(per_subject))
