@@ -44,7 +44,6 @@ _NOT_CONFIG = ("out",)
 def add_arguments(parser):
     """Add the command's options."""
     from ..evaluation.protocols import DIMENSION_NAMES, PROTOCOLS
-
     from ..tuning.objective import METRICS
 
     a = parser.add_argument

@@ -46,7 +46,7 @@ def searchable_params():
 
 
 def n_folds(protocol):
-    """Number of folds per subject of a protocol (1 for the subject-independent ones)."""
+    """Return the folds per subject of a protocol (1 for the subject-independent ones)."""
     from ..evaluation.protocols import RECIPES
 
     recipe = RECIPES[protocol]
@@ -213,7 +213,7 @@ class ProtocolObjective:
         return METRICS[self.metric]
 
     def units(self):
-        """The (subject, fold) pairs of one trial, in the order they run."""
+        """Return the (subject, fold) pairs of one trial, in the order they run."""
         folds = self.folds if self.folds is not None else range(self.runner.n_folds())
         return [(s, f) for f in folds for s in self.subjects]
 

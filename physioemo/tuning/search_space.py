@@ -149,7 +149,7 @@ class SearchSpace:
         return config
 
     def grid(self):
-        """Return the search space as ``{name: [values]}`` for :class:`optuna.samplers.GridSampler`."""
+        """Return ``{name: [values]}`` for :class:`optuna.samplers.GridSampler`."""
         return {p.name: p.grid() for p in self.params}
 
     def check_allowed(self, allowed, *, what="run_protocol"):

@@ -268,6 +268,7 @@ class RetryCallback:
         return f"RetryCallback(max_retry={self.max_retry})"
 
     def __call__(self, study, trial):
+        """Re-queue ``trial`` (a failed :class:`~optuna.trial.FrozenTrial`) in ``study``."""
         trial = copy.deepcopy(trial)
         trial.user_attrs = {}
         trial.system_attrs = {k: v for k, v in trial.system_attrs.items()
@@ -647,7 +648,7 @@ def count_lineages(trials):
 
 
 def retried_from(trial):
-    """Number of the original trial that ``trial`` retries, or ``None``."""
+    """Return the number of the original trial that ``trial`` retries, or ``None``."""
     return trial.system_attrs.get("failed_trial")
 
 
