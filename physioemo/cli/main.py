@@ -18,6 +18,7 @@ from ..exceptions import DataError, DeviceError, PhysioEmoError
 #: Command name -> module implementing it (order is the order shown in ``--help``).
 COMMANDS = {
     "demo": "physioemo.cli.demo",
+    "tune": "physioemo.cli.tune",
 }
 
 
