@@ -1,0 +1,74 @@
+"""Region attention fusion F: each region's electrodes -> one attention-weighted signal."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._blocks import block_diag_in_order, region_index, region_mask
+
+
+class RegionAttentionFusion(nn.Module):
+    """Fuse the electrodes of each region into one signal with learned attention.
+
+    ``m = mean_t x``; for region ``r``, ``alpha_r = softmax(W_r m[S_r] + b_r)`` (a dense
+    ``n_r -> n_r`` layer) and ``z_r(t) = sum_{i in S_r} alpha_{r,i} x[i, t]`` (the fusion
+    operator F of HiSTN [1]_). The per-region softmax is one masked softmax over all
+    channels.
+
+    Parameters
+    ----------
+    groups : list of array-like of int
+        Channel indices of each region; together a partition of ``0..n_channels-1``.
+
+    References
+    ----------
+    .. [1] Kuang, Song, Michoski (2024). arXiv:2408.15255.
+    """
+
+    def __init__(self, groups):
+        super().__init__()
+        order, self.sizes = region_index(groups)
+        self.register_buffer("order", order, persistent=False)
+        mask = region_mask(order, self.sizes)
+        # -inf outside each region so that the softmax over all channels is per region
+        self.register_buffer("_neg", torch.where(mask > 0, 0.0, float("-inf")),
+                             persistent=False)
+        self.weight = nn.ParameterList([nn.Parameter(torch.empty(n, n)) for n in self.sizes])
+        self.bias = nn.Parameter(torch.empty(int(order.numel())))
+        self.reset_parameters()
+
+    @property
+    def n_regions(self):
+        """Number of regions."""
+        return len(self.sizes)
+
+    def reset_parameters(self):
+        """Glorot-uniform weights, zero biases (Keras ``Dense`` defaults)."""
+        for w, n in zip(self.weight, self.sizes, strict=True):
+            nn.init.uniform_(w, -math.sqrt(3.0 / n), math.sqrt(3.0 / n))
+        nn.init.zeros_(self.bias)
+
+    def attention(self, x):
+        """Attention weights, shape (batch, n_regions, n_channels), zero outside each region."""
+        W = block_diag_in_order(list(self.weight), self.order)  # input i -> output j
+        logits = x.mean(-1) @ W + self.bias
+        return torch.softmax(logits.unsqueeze(-2) + self._neg, dim=-1)
+
+    def forward(self, x):
+        """Fuse.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (batch, n_channels, n_times)
+
+        Returns
+        -------
+        z : torch.Tensor, shape (batch, n_regions, n_times)
+        """
+        return self.attention(x) @ x
+
+    def extra_repr(self):  # noqa: D102 (documented by nn.Module)
+        return f"region_sizes={self.sizes}"
