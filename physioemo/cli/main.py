@@ -18,6 +18,9 @@ from ..exceptions import DataError, DeviceError, PhysioEmoError
 #: Command name -> module implementing it (order is the order shown in ``--help``).
 COMMANDS = {
     "demo": "physioemo.cli.demo",
+    "acquire": "physioemo.cli.acquire",
+    "recover": "physioemo.cli.recover",
+    "devices": "physioemo.cli.devices",
     "tune": "physioemo.cli.tune",
 }
 
