@@ -1,0 +1,530 @@
+"""The DREAMER evaluation protocols of HiSTN (Kuang et al., arXiv 2408.15255, §5).
+
+:func:`run_protocol` runs one protocol for one emotion dimension over a set of subjects and
+writes one JSON line per (subject, fold) to ``out_dir/results.jsonl`` as soon as the fold is
+done. A rerun with the same ``out_dir`` and settings skips finished folds; a rerun with
+different settings is refused. Subjects run in parallel processes with ``n_jobs > 1``; every
+random choice is seeded from ``(seed, subject, fold)``, so the results do not depend on
+``n_jobs`` (bit-identical when each process uses the same number of torch threads).
+
+Protocols (recipes in :data:`RECIPES`):
+
+``sd``
+    The paper's subject-dependent recipe: 10 temporal blocks per clip, within-trial, known
+    to be optimistic (neighbouring seconds of one clip are in training and test).
+``sd-strict``
+    Leak-free subject-dependent: whole clips held out (6 folds: 3 test, 3 validation and 12
+    training clips), natural class distribution, no window shared across splits.
+``reston1`` / ``reston1-nc``
+    Leave-one-subject-out pretraining on the other subjects (with / without the mode label
+    correction), then fine-tuning on the first 10 s of each of the test subject's clips and
+    testing on the remaining 50 s.
+``1on1``
+    Pretraining on the previous subject only (subject 1 uses the last one), then as above.
+``no-pretrain``
+    Only the fine-tuning stage, nothing frozen.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..exceptions import DataError, ParameterError
+from ..utils._checks import check_number, check_option
+from ..utils.logging import logger
+from .splits import (
+    WINDOW_SAMPLES,
+    ClipKFold,
+    TemporalBlockSplit,
+    correct_labels,
+    one_on_one_pairs,
+    window_starts,
+)
+
+PROTOCOLS = ("sd", "sd-strict", "reston1", "reston1-nc", "1on1", "no-pretrain")
+DIMENSION_NAMES = ("valence", "arousal", "dominance")
+SMOOTHINGS = ("gaussian", "onehot", "uniform")
+
+#: Fine-tuning stage of the subject-independent protocols (§5.2): first 10 s of each clip at
+#: stride 32, batch 100 shuffled, class-weighted, smoothed targets, last epoch kept.
+STAGE2 = {"epochs": 400, "batch_size": 100, "lr": {0: 1e-3}, "finetune_samples": 1280,
+          "stride": 32}
+
+#: Recipe of each protocol (histn-spec §5). ``lr`` maps the first epoch to its rate.
+RECIPES = {
+    "sd": {"dropout": 0.5, "epochs": 50, "batch_size": 256, "lr": {0: 1e-3, 30: 5e-4},
+           "n_blocks": 10, "n_val": 2000, "n_test": 1000},
+    "sd-strict": {"dropout": 0.5, "epochs": 50, "batch_size": 256, "lr": {0: 1e-3, 30: 5e-4},
+                  "n_splits": 6},
+    "reston1": {"dropout": 0.2, "epochs": 100, "batch_size": 120, "lr": {0: 1e-2, 50: 2e-3},
+                "stride": 128, "correct": True, "stage2": STAGE2},
+    "reston1-nc": {"dropout": 0.2, "epochs": 100, "batch_size": 120,
+                   "lr": {0: 1e-2, 50: 2e-3}, "stride": 128, "correct": False,
+                   "stage2": STAGE2},
+    "1on1": {"dropout": 0.2, "epochs": 100, "batch_size": 120, "lr": {0: 1e-3, 50: 2e-4},
+             "stride": 32, "stage2": {**STAGE2, "lr": {0: 1e-3, 200: 2e-4, 350: 1e-4}}},
+    "no-pretrain": {"dropout": 0.2, "stage2": STAGE2},
+}
+
+
+def derive_seed(seed, *keys):
+    """Derive a 32-bit seed from ``seed`` and integer ``keys`` (independent streams).
+
+    Parameters
+    ----------
+    seed : int
+        Base seed.
+    *keys : int
+        E.g. subject, fold and a purpose tag.
+
+    Returns
+    -------
+    seed : int
+    """
+    return int(np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1)[0])
+
+
+def scale_schedule(schedule, recipe_epochs, epochs):
+    """Stretch the milestones of a piecewise-constant schedule to ``epochs`` epochs.
+
+    Parameters
+    ----------
+    schedule : dict of int -> float
+        ``{first_epoch: lr}`` for ``recipe_epochs`` epochs.
+    recipe_epochs, epochs : int
+        Epoch count of the recipe and of the run.
+
+    Returns
+    -------
+    schedule : dict of int -> float
+        Milestone ``k`` moves to ``round(k * epochs / recipe_epochs)``.
+    """
+    out = {}
+    for k in sorted(schedule):
+        out[int(round(k * epochs / recipe_epochs))] = schedule[k]
+    return out
+
+
+def _default_model_fn(n_outputs, dropout, graph, n_channels, n_times):
+    from ..models import build_model
+
+    return build_model("histn", n_channels=n_channels, n_times=n_times, n_outputs=n_outputs,
+                       graph=graph, dropout=dropout)
+
+
+def _fingerprint(data, labels):
+    h = hashlib.sha1()
+    h.update(repr((data.shape, str(data.dtype), labels.shape)).encode())
+    h.update(np.ascontiguousarray(labels).tobytes())
+    flat = data.reshape(-1)
+    step = max(1, flat.size // 4096)
+    h.update(np.ascontiguousarray(flat[::step]).tobytes())
+    return h.hexdigest()[:16]
+
+
+class ResultStore:
+    """Append-only JSON-lines store of per-(subject, fold) results with a settings guard.
+
+    Parameters
+    ----------
+    out_dir : str | Path
+        Directory holding ``results.jsonl`` and ``settings.json``.
+    settings : dict
+        Settings the results depend on; a store created with other settings is refused.
+    """
+
+    def __init__(self, out_dir, settings):
+        self.out_dir = Path(out_dir)
+        self.settings = settings
+
+    @property
+    def path(self):
+        """Path of ``results.jsonl``."""
+        return self.out_dir / "results.jsonl"
+
+    def open(self):
+        """Create the directory and settings file, or check the existing settings.
+
+        Returns
+        -------
+        self : ResultStore
+        """
+        from ..utils.config import atomic_write_text
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        spath = self.out_dir / "settings.json"
+        plain = json.loads(json.dumps(self.settings, default=str))
+        if spath.exists():
+            old = json.loads(spath.read_text())
+            diff = sorted(k for k in set(old) | set(plain) if old.get(k) != plain.get(k))
+            if diff:
+                detail = "; ".join(f"{k}: {old.get(k)!r} -> {plain.get(k)!r}" for k in diff)
+                raise ParameterError(
+                    f"{str(self.out_dir)!r} holds results computed with other settings "
+                    f"({detail}); a run can only resume with identical settings; use a new "
+                    "output directory or the original settings.")
+        else:
+            atomic_write_text(spath, json.dumps(plain, indent=2, sort_keys=True))
+        return self
+
+    def records(self):
+        """Return every complete record (a torn last line from a crash is ignored)."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                logger.warning("ignoring a truncated line in %s", self.path)
+        return out
+
+    def done(self):
+        """Set of finished ``(subject, fold)`` pairs (subjects 1-based)."""
+        return {(r["subject"], r["fold"]) for r in self.records()}
+
+    def append(self, record):
+        """Append one record as a single atomic write (safe across processes)."""
+        line = (json.dumps(record, default=_json_default) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except ImportError:  # pragma: no cover - not POSIX
+                pass
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
+
+
+def _balanced_fixed(windows, n, seed):
+    """``n`` class-balanced windows drawn once (fixed validation/test crops, §5.1)."""
+    rng = np.random.default_rng(seed)
+    return windows.subset(windows.balanced_sampler(rng)(n))
+
+
+def _score(trainer, test, n_classes):
+    from .metrics import compute_metrics, confusion_matrix
+
+    t0 = time.perf_counter()
+    proba = trainer.predict_proba(test)
+    metrics = compute_metrics(test.y, proba)
+    cm = confusion_matrix(test.y, proba, n_classes=n_classes)
+    return ({k: float(v) for k, v in metrics.items()}, np.asarray(cm).tolist(),
+            time.perf_counter() - t0)
+
+
+def _subject_folds(ctx, subject):
+    """Train and test every fold of one subject; write each record as it is done."""
+    import torch
+
+    from ..training.trainer import Trainer, WindowSet
+
+    p = ctx
+    protocol, recipe = p["protocol"], p["recipe"]
+    data, labels, dim = p["data"], p["labels"], p["dim"]
+    n_subjects, n_clips, n_channels, n_times = data.shape
+    n_classes = p["n_classes"]
+    store = ResultStore(p["out_dir"], p["settings"]) if p["out_dir"] is not None else None
+    done = p["done"]
+    torch.set_num_threads(p["n_threads"])
+    torch.manual_seed(derive_seed(p["seed"], subject, 0))
+    model = p["model_fn"](n_classes, recipe["dropout"], p["graph"], n_channels,
+                          WINDOW_SAMPLES)
+    init_state = copy.deepcopy(model.state_dict())  # every fold starts from these weights
+    common = {"smoothing": p["smoothing"], "sigma": p["sigma"], "n_classes": n_classes,
+              "device": p["device"], "n_threads": p["n_threads"], "verbose": p["verbose"]}
+    y_s = labels[subject, :, dim]
+    records = []
+    last_model = None
+
+    if protocol in ("sd", "sd-strict"):
+        if protocol == "sd":
+            splitter = TemporalBlockSplit(recipe["n_blocks"], WINDOW_SAMPLES)
+            n_folds = recipe["n_blocks"]
+        else:
+            splitter = ClipKFold(recipe["n_splits"], True, derive_seed(p["seed"], subject, 1))
+            n_folds = recipe["n_splits"]
+            clip_folds = list(splitter.split_clips(n_clips))
+        folds = range(n_folds) if p["folds"] is None else p["folds"]
+        epochs = p["epochs"] or recipe["epochs"]
+        lr = scale_schedule(recipe["lr"], recipe["epochs"], epochs)
+        for fold in folds:
+            if fold >= n_folds:
+                raise ParameterError(f"fold={fold} does not exist for protocol {protocol!r} "
+                                     f"(folds 0..{n_folds - 1}); pick folds in that range.")
+            if (subject + 1, fold) in done:
+                continue
+            fseed = derive_seed(p["seed"], subject, fold, 2)
+            model.load_state_dict(init_state)
+            if protocol == "sd":
+                tr, va, te = splitter.fold(fold, n_times)
+                train = WindowSet.from_starts(data[subject], y_s, tr)
+                val = _balanced_fixed(WindowSet.from_starts(data[subject], y_s, va),
+                                      recipe["n_val"], derive_seed(fseed, 3))
+                test = _balanced_fixed(WindowSet.from_starts(data[subject], y_s, te),
+                                       recipe["n_test"], derive_seed(fseed, 4))
+                split_info = {"test_block": fold, "val_block": (fold - 1) % n_folds}
+            else:
+                tr_c, va_c, te_c = clip_folds[fold]
+                every = window_starts(n_times, WINDOW_SAMPLES, 1)
+                nonover = window_starts(n_times, WINDOW_SAMPLES)
+                train = WindowSet.from_starts(data[subject], y_s, every, rows=tr_c)
+                val = WindowSet.from_starts(data[subject], y_s, nonover, rows=va_c)
+                test = WindowSet.from_starts(data[subject], y_s, nonover, rows=te_c)
+                split_info = {"train_clips": tr_c.tolist(), "val_clips": va_c.tolist(),
+                              "test_clips": te_c.tolist()}
+            trainer = Trainer(model, epochs=epochs, batch_size=recipe["batch_size"], lr=lr,
+                              steps_per_epoch=p["steps_per_epoch"],
+                              sampling="balanced", select="val_loss", seed=fseed,
+                              desc=f"{protocol} S{subject + 1:02d} f{fold}", **common)
+            trainer.fit(train, val)
+            metrics, cm, test_s = _score(trainer, test, n_classes)
+            rec = _record(p, subject, fold, fseed, metrics, cm, trainer, None, test_s,
+                          n_train=len(train), n_val=len(val), n_test=len(test), **split_info)
+            records.append(rec)
+            if store is not None:
+                store.append(rec)
+            last_model = (model, fold)
+    else:
+        fold = 0
+        if (subject + 1, fold) in done:
+            return records
+        fseed = derive_seed(p["seed"], subject, fold, 2)
+        stage2 = recipe["stage2"]
+        pre = None
+        flat = data.reshape(n_subjects * n_clips, n_channels, n_times)
+        if protocol != "no-pretrain":
+            epochs1 = p["epochs"] or recipe["epochs"]
+            if protocol == "1on1":
+                pretrain_subjects = np.array([p["pairs"][subject]])
+                y_pre = labels[pretrain_subjects, :, dim]
+            else:
+                pretrain_subjects = np.array([s for s in range(n_subjects) if s != subject])
+                y_pre = labels[pretrain_subjects, :, dim]
+                if recipe["correct"]:
+                    y_pre = correct_labels(y_pre, np.arange(len(pretrain_subjects)))
+            row_labels = np.zeros(n_subjects * n_clips, dtype=np.int64)
+            rows = (pretrain_subjects[:, None] * n_clips + np.arange(n_clips)).ravel()
+            row_labels[rows] = y_pre.ravel()
+            starts = window_starts(n_times, WINDOW_SAMPLES, recipe["stride"])
+            train1 = WindowSet.from_starts(flat, row_labels, starts, rows=rows)
+            pre = Trainer(model, epochs=epochs1, batch_size=recipe["batch_size"],
+                          lr=scale_schedule(recipe["lr"], recipe["epochs"], epochs1),
+                          steps_per_epoch=p["steps_per_epoch"],
+                          sampling="balanced", select="last", seed=derive_seed(fseed, 5),
+                          desc=f"{protocol} S{subject + 1:02d} pretrain", **common)
+            pre.fit(train1)
+        epochs2 = p["finetune_epochs"] or (p["epochs"] if protocol == "no-pretrain" else None)
+        epochs2 = epochs2 or stage2["epochs"]
+        fine_starts = window_starts(n_times, WINDOW_SAMPLES, stage2["stride"],
+                                    stop=stage2["finetune_samples"])
+        train2 = WindowSet.from_starts(data[subject], y_s, fine_starts)
+        test = WindowSet.from_starts(data[subject], y_s, window_starts(
+            n_times, WINDOW_SAMPLES, start=stage2["finetune_samples"]))
+        trainer = Trainer(model, epochs=epochs2, batch_size=stage2["batch_size"],
+                          lr=scale_schedule(stage2["lr"], stage2["epochs"], epochs2),
+                          sampling="shuffle", select="last", class_weighting=True,
+                          freeze_first_conv=protocol != "no-pretrain", seed=fseed,
+                          desc=f"{protocol} S{subject + 1:02d} finetune", **common)
+        trainer.fit(train2)
+        metrics, cm, test_s = _score(trainer, test, n_classes)
+        extra = {}
+        if protocol == "1on1":
+            extra["pretrain_subject"] = p["pairs"][subject] + 1
+        rec = _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s,
+                      n_train=len(train2), n_test=len(test), **extra)
+        records.append(rec)
+        if store is not None:
+            store.append(rec)
+        last_model = (model, fold)
+
+    if p["save_checkpoints"] and last_model is not None and p["out_dir"] is not None:
+        from ..models import save_checkpoint
+
+        ckpt_dir = Path(p["out_dir"]) / "checkpoints"
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(ckpt_dir / f"subject{subject + 1:02d}.pt", last_model[0], extra={
+            "protocol": protocol, "dimension": p["dimension"], "subject": subject + 1,
+            "fold": last_model[1], "seed": p["seed"], "smoothing": p["smoothing"],
+            "ch_names": list(p["ch_names"]), "sfreq": 128.0,
+            "window_samples": WINDOW_SAMPLES, "n_classes": n_classes})
+    return records
+
+
+def _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s, **extra):
+    rec = {"protocol": p["protocol"], "dimension": p["dimension"], "subject": subject + 1,
+           "fold": fold, "smoothing": p["smoothing"], "sigma": p["sigma"],
+           "graph": p["graph"], "seed": p["seed"], "fold_seed": fseed, "metrics": metrics,
+           "confusion": cm,
+           "curve": {k: [float(v) for v in vals] for k, vals in trainer.history_.items()},
+           "best_epoch": trainer.best_epoch_, "train_seconds": trainer.fit_seconds_,
+           "test_seconds": test_s}
+    if pre is not None:
+        rec["pretrain_curve"] = {k: [float(v) for v in vals]
+                                 for k, vals in pre.history_.items()}
+        rec["pretrain_seconds"] = pre.fit_seconds_
+    rec.update(extra)
+    return rec
+
+
+def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epochs=None,
+                 finetune_epochs=None, steps_per_epoch=None, smoothing="gaussian", sigma=0.5,
+                 graph="G0", seed=0,
+                 out_dir=None, n_jobs=1, n_threads=None, device="cpu", folds=None,
+                 save_checkpoints=True, model_fn=None, verbose=None):
+    """Run one DREAMER protocol and return its per-(subject, fold) results.
+
+    Parameters
+    ----------
+    name : {"sd", "sd-strict", "reston1", "reston1-nc", "1on1", "no-pretrain"}
+        The protocol (see the module docstring and :data:`RECIPES`).
+    data : ndarray, shape (n_subjects, n_clips, n_channels, n_times)
+        Preprocessed clips (``load_preprocessed``), float32.
+    labels : ndarray of int, shape (n_subjects, n_clips, 3)
+        Classes 0..4 for valence, arousal, dominance.
+    dimension : {"valence", "arousal", "dominance"}
+        Which self-report to predict.
+    subjects : list of int | None
+        0-based subjects to evaluate (test subjects for the subject-independent protocols,
+        whose pretraining still uses every subject in ``data``); ``None`` means all.
+    epochs : int | None
+        Overrides the recipe's epoch count of the main (SD) or pretraining (SI) stage, and
+        of the only stage of ``no-pretrain``; learning-rate milestones are stretched
+        proportionally. ``None`` keeps the recipe.
+    finetune_epochs : int | None
+        Overrides the 400 fine-tuning epochs of ``reston1``, ``reston1-nc`` and ``1on1``.
+    steps_per_epoch : int | None
+        Overrides the class-balanced batches per epoch of the main (SD) or pretraining (SI)
+        stage (the recipe: ``n_training_windows // batch_size``); for quick runs.
+    smoothing : {"gaussian", "onehot", "uniform"}
+        Training targets.
+    sigma : float
+        Width of the Gaussian smoothing.
+    graph : {"G0", "G1", "G2"}
+        HiSTN region graph.
+    seed : int
+        Base seed; every (subject, fold) derives its own seeds from it.
+    out_dir : str | Path | None
+        Where ``results.jsonl``, ``settings.json`` and ``checkpoints/`` go; ``None`` keeps
+        results in memory only (no resume).
+    n_jobs : int
+        Subjects processed in parallel (processes).
+    n_threads : int | None
+        torch threads per process; ``None`` means ``cpu_count // n_jobs`` (at least 1).
+    device : {"cpu", "cuda"}
+        Where to train.
+    folds : list of int | None
+        Restrict to these folds (SD protocols); ``None`` means all.
+    save_checkpoints : bool
+        Save each subject's last trained model to ``out_dir/checkpoints/subjectNN.pt``.
+    model_fn : callable | None
+        ``model_fn(n_outputs, dropout, graph, n_channels, n_times) -> nn.Module``; ``None``
+        builds HiSTN.
+    verbose : bool | None
+        Progress bars (``None`` follows the CLI's ``-q``).
+
+    Returns
+    -------
+    records : list of dict
+        One record per (subject, fold) of the requested subjects and folds, including those
+        found finished in ``out_dir``; sorted by subject then fold.
+    """
+    check_option("name", name, PROTOCOLS)
+    check_option("dimension", dimension, DIMENSION_NAMES)
+    check_option("smoothing", smoothing, SMOOTHINGS)
+    check_option("graph", graph, ("G0", "G1", "G2"))
+    check_option("device", device, ("cpu", "cuda"))
+    seed = check_number("seed", seed, low=0, integer=True)
+    n_jobs = check_number("n_jobs", n_jobs, low=1, integer=True)
+    sigma = check_number("sigma", sigma, low=0, low_inclusive=False)
+    for key, val in (("epochs", epochs), ("finetune_epochs", finetune_epochs),
+                     ("steps_per_epoch", steps_per_epoch)):
+        if val is not None:
+            check_number(key, val, low=1, integer=True)
+    data = np.asarray(data)
+    labels = np.asarray(labels)
+    if data.ndim != 4:
+        raise DataError(f"data must have shape (n_subjects, n_clips, n_channels, n_times), got "
+                        f"{data.shape}; pass the output of load_preprocessed.")
+    if labels.shape != data.shape[:2] + (3,):
+        raise DataError(f"labels must have shape {data.shape[:2] + (3,)}, got {labels.shape}; "
+                        "pass the labels returned with data by load_preprocessed.")
+    if data.dtype != np.float32:
+        data = data.astype(np.float32)
+    n_subjects = data.shape[0]
+    if name in ("reston1", "reston1-nc", "1on1") and n_subjects < 2:
+        raise DataError(f"protocol {name!r} needs at least 2 subjects in data, got "
+                        f"{n_subjects}; load more subjects.")
+    subjects = list(range(n_subjects)) if subjects is None else [int(s) for s in subjects]
+    bad = [s for s in subjects if not 0 <= s < n_subjects]
+    if bad:
+        raise ParameterError(f"subjects {bad} do not exist; data holds subjects 0.."
+                             f"{n_subjects - 1} (0-based); pick subjects in that range.")
+    recipe = RECIPES[name]
+    n_threads = int(n_threads or max(1, (os.cpu_count() or 1) // n_jobs))
+    try:
+        from ..datasets.dreamer import EEG_CHANNELS
+    except ImportError:  # pragma: no cover - the datasets helper owns this constant
+        EEG_CHANNELS = tuple(f"EEG{i}" for i in range(data.shape[2]))
+
+    settings = {"protocol": name, "dimension": dimension, "epochs": epochs,
+                "finetune_epochs": finetune_epochs, "steps_per_epoch": steps_per_epoch,
+                "smoothing": smoothing, "sigma": sigma,
+                "graph": graph, "seed": seed, "folds": None if folds is None else list(folds),
+                "model": "histn" if model_fn is None else getattr(
+                    model_fn, "__qualname__", repr(model_fn)),
+                "data": _fingerprint(data, labels)}
+    done = set()
+    if out_dir is not None:
+        store = ResultStore(out_dir, settings).open()
+        done = store.done()
+    ctx = {"protocol": name, "recipe": recipe, "data": data, "labels": labels,
+           "dim": DIMENSION_NAMES.index(dimension), "dimension": dimension,
+           "n_classes": 5, "out_dir": out_dir, "settings": settings, "done": done,
+           "n_threads": n_threads, "seed": seed, "model_fn": model_fn or _default_model_fn,
+           "graph": graph, "smoothing": smoothing, "sigma": sigma, "device": device,
+           "verbose": verbose, "epochs": epochs, "finetune_epochs": finetune_epochs,
+           "steps_per_epoch": steps_per_epoch, "folds": folds,
+           "save_checkpoints": save_checkpoints and model_fn is None,
+           "ch_names": EEG_CHANNELS,
+           "pairs": dict((t, pre) for pre, t in one_on_one_pairs(n_subjects))}
+    todo = [s for s in subjects]
+    logger.info("protocol %s, %s, %d subject(s), %d job(s) x %d thread(s)", name, dimension,
+                len(todo), n_jobs, n_threads)
+    t0 = time.perf_counter()
+    if n_jobs == 1 or len(todo) <= 1:
+        new = [r for s in todo for r in _subject_folds(ctx, s)]
+    else:
+        from joblib import Parallel, delayed
+
+        parts = Parallel(n_jobs=min(n_jobs, len(todo)), backend="loky")(
+            delayed(_subject_folds)(ctx, s) for s in todo)
+        new = [r for part in parts for r in part]
+    logger.info("protocol %s finished in %.1f s", name, time.perf_counter() - t0)
+    if out_dir is None:
+        records = new
+    else:
+        records = ResultStore(out_dir, settings).records()
+    wanted = {s + 1 for s in subjects}
+    records = [r for r in records if r["subject"] in wanted
+               and (folds is None or r["fold"] in set(folds))]
+    return sorted(records, key=lambda r: (r["subject"], r["fold"]))
