@@ -1,0 +1,161 @@
+"""On-disk cache of preprocessed DREAMER arrays that is never silently stale.
+
+The cache key is a SHA-256 over, as canonical JSON:
+
+* the source file's identity: resolved path, size in bytes, ``st_mtime_ns``, and the SHA-1
+  of its first and last MiB (:data:`CONTENT_HASH_BYTES`; hashing all 2 GB would cost
+  seconds on every call, while any ordinary rewrite changes the size, the mtime or the
+  header/tail);
+* every preprocessing parameter and the subject list;
+* the physioemo version and :data:`physioemo.datasets.dreamer.PREPROCESS_VERSION`.
+
+Entries are ``.npz`` files (``data``, ``labels``, ``key``) written to a temporary file in the
+same folder, flushed, then renamed over the final name, so a crash never leaves a partial
+file under a trusted name. They are read with ``allow_pickle=False``; an entry whose stored
+key differs from the expected one is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..utils._checks import check_path
+from ..utils.logging import logger
+from .dreamer import _WHERE_TO_GET, ENV_VAR, PREPROCESS_VERSION, histn_preprocess, load_dreamer
+
+#: Bytes hashed at the start and at the end of the source file.
+CONTENT_HASH_BYTES = 1 << 20
+#: Environment variable overriding the default cache folder.
+CACHE_ENV_VAR = "PHYSIOEMO_CACHE_DIR"
+
+
+def default_cache_dir():
+    """Return ``$PHYSIOEMO_CACHE_DIR`` or ``~/.cache/physioemo``."""
+    env = os.environ.get(CACHE_ENV_VAR)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "physioemo"
+
+
+def file_identity(path):
+    """Describe a file for cache keys: path, size, mtime and a head/tail content hash.
+
+    Parameters
+    ----------
+    path : str | Path
+        The file.
+
+    Returns
+    -------
+    identity : dict
+        ``path`` (resolved), ``size``, ``mtime_ns``, ``sha1_head_tail``.
+    """
+    path = Path(path).resolve()
+    st = path.stat()
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        h.update(f.read(CONTENT_HASH_BYTES))
+        if st.st_size > CONTENT_HASH_BYTES:
+            f.seek(max(CONTENT_HASH_BYTES, st.st_size - CONTENT_HASH_BYTES))
+            h.update(f.read(CONTENT_HASH_BYTES))
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "sha1_head_tail": h.hexdigest()}
+
+
+def cache_key(path, params):
+    """SHA-256 hex key of a source file's identity and the preprocessing parameters."""
+    payload = {"source": file_identity(path), "params": params, "physioemo": __version__,
+               "preprocess_version": PREPROCESS_VERSION, "function": "histn_preprocess"}
+    text = json.dumps(payload, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (tuple, list, np.ndarray)):
+        return list(obj)
+    raise TypeError(f"cannot hash parameter of type {type(obj).__name__}")
+
+
+def load_preprocessed(path=None, *, subjects=None, cache_dir=None, force=False, **params):
+    """:func:`histn_preprocess` a DREAMER file through the on-disk cache.
+
+    Parameters
+    ----------
+    path : str | Path | None
+        The DREAMER file; ``None`` reads ``PHYSIOEMO_DREAMER_PATH``.
+    subjects : sequence of int | None
+        0-based subject indices (default all).
+    cache_dir : str | Path | None
+        Cache folder; default ``$PHYSIOEMO_CACHE_DIR`` or ``~/.cache/physioemo``.
+    force : bool
+        Recompute and overwrite the entry even if a valid one exists.
+    **params
+        Passed to :func:`histn_preprocess` (``l_freq``, ``h_freq``, ``normalization``).
+
+    Returns
+    -------
+    data : ndarray of float32, shape (n_subjects, n_clips, 14, 7680)
+        Preprocessed EEG.
+    labels : ndarray of int64, shape (n_subjects, n_clips, 3)
+        Classes (rating - 1) for valence, arousal, dominance.
+    """
+    import inspect
+
+    if path is None:
+        load_dreamer(None)  # raises the helpful "where to get DREAMER" error if unset
+    path = check_path("DREAMER file", path, env_var=ENV_VAR, hint=_WHERE_TO_GET)
+    sig = inspect.signature(histn_preprocess)
+    bound = sig.bind(None, subjects=subjects, **params)  # TypeError for unknown keywords
+    bound.apply_defaults()
+    resolved = {k: v for k, v in bound.arguments.items() if k != "dreamer"}
+    if resolved["subjects"] is not None:
+        resolved["subjects"] = [int(s) for s in resolved["subjects"]]
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    key = cache_key(path, resolved)
+    entry = cache_dir / f"dreamer-histn-{key[:24]}.npz"
+    if not force and entry.is_file():
+        cached = _read_entry(entry, key)
+        if cached is not None:
+            logger.info("preprocessed DREAMER from cache %s", entry)
+            return cached
+    # memory maps keep peak memory near the output size (compressed files fall back)
+    dreamer = load_dreamer(path, lazy=True)
+    data, labels = histn_preprocess(dreamer, **resolved)
+    del dreamer
+    _write_entry(entry, key, data, labels)
+    logger.info("cached preprocessed DREAMER in %s", entry)
+    return data, labels
+
+
+def _read_entry(entry, key):
+    try:
+        with np.load(entry, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                logger.warning("cache entry %s has a different key; rebuilding", entry)
+                return None
+            return z["data"], z["labels"]
+    except Exception as err:  # corrupt or foreign file: rebuild, never trust it
+        logger.warning("cache entry %s is unreadable (%s); rebuilding", entry, err)
+        return None
+
+
+def _write_entry(entry, key, data, labels):
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, data=data, labels=labels, key=np.array(key))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, entry)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
