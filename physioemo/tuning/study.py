@@ -183,6 +183,9 @@ def resolve_storage(storage, out_dir, *, jobs=1):
     if scheme.startswith(("postgresql", "postgres")):
         if scheme.startswith("postgres") and not scheme.startswith("postgresql"):
             storage = "postgresql" + storage[len("postgres"):]
+            scheme = "postgresql" + scheme[len("postgres"):]
+        if scheme == "postgresql":
+            storage = _with_driver(storage)
         return StorageSpec("rdb", storage, multi_process=True)
     if scheme == "journal":
         return StorageSpec("journal", str(Path(storage.split("://", 1)[1]).resolve()),
@@ -192,6 +195,21 @@ def resolve_storage(storage, out_dir, *, jobs=1):
         f"stores studies in PostgreSQL (postgresql://user:password@host:port/db), SQLite "
         f"(sqlite:///file.db, one process) or a journal file (a plain file path); use one of "
         f"these.")
+
+
+def _with_driver(url):
+    """Name the installed PostgreSQL driver in a bare ``postgresql://`` URL.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3; the ``tune`` extra installs
+    psycopg2, so the URL names whichever is importable (psycopg 3 first).
+    """
+    import importlib.util
+
+    for module, dialect in (("psycopg", "postgresql+psycopg"),
+                            ("psycopg2", "postgresql+psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return dialect + url[len("postgresql"):]
+    return url
 
 
 class JournalHeartbeatStorage(JournalStorage, BaseHeartbeat):
@@ -320,11 +338,22 @@ def open_storage(spec, *, heartbeat_interval=60, grace_period=120, max_retry=3):
     else:
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(spec.url, engine_kwargs=engine_kwargs,
-                              heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                              heartbeat_stale_trial_callback=retry)
+        # Workers starting together would race to create Optuna's tables (PostgreSQL then
+        # fails on a duplicate key); one advisory lock makes them take turns.
+        init_lock = _PostgresLock(spec.url, "schema") if spec.kind == "rdb" else None
+        try:
+            if init_lock is not None:
+                init_lock.__enter__()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(spec.url, engine_kwargs=engine_kwargs,
+                                  heartbeat_interval=heartbeat_interval,
+                                  grace_period=grace_period,
+                                  heartbeat_stale_trial_callback=retry)
+        finally:
+            if init_lock is not None:
+                init_lock.__exit__(None, None, None)
+                init_lock.close()
     except ModuleNotFoundError as err:
         raise ParameterError(
             f"storage {spec.masked} needs the Python package {err.name!r}, which is not "
@@ -334,8 +363,8 @@ def open_storage(spec, *, heartbeat_interval=60, grace_period=120, max_retry=3):
                        spec.url)
         raise DataError(
             f"cannot open the study storage {spec.masked}: {reason}; the storage must be "
-            f"reachable and accept the credentials; check host, port, database and user, or "
-            f"start the database server.") from None
+            f"reachable, accept the credentials and hold Optuna's tables; check host, port, "
+            f"database and user, or start the database server.") from None
 
 
 # --------------------------------------------------------------------------- locks
