@@ -22,6 +22,8 @@ COMMANDS = {
     "recover": "physioemo.cli.recover",
     "devices": "physioemo.cli.devices",
     "tune": "physioemo.cli.tune",
+    "info": "physioemo.cli.info",
+    "synth-dreamer": "physioemo.cli.synth_dreamer",
 }
 
 
