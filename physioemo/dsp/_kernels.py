@@ -129,8 +129,16 @@ def sos_zero_phase(sos, zi, x, edge, out):
                 out[r0 + j, t] = buf[edge + t, j]
 
 
-@nb.njit(cache=True, nogil=True)
-def sos_stream(sos, zi, x, out, z, xc, started):
+_F1 = nb.types.Array(nb.types.float64, 1, "C")
+_F2 = nb.types.Array(nb.types.float64, 2, "C")
+_F3 = nb.types.Array(nb.types.float64, 3, "C")
+_I1 = nb.types.Array(nb.types.int64, 1, "C")
+
+
+# An explicit signature: a chunk of another dtype/layout raises TypeError (the wrapper
+# then validates and converts it) instead of compiling a new specialisation.
+@nb.njit(nb.int64(_F2, _F2, _F2, _F2, _F3, _F1, _I1), cache=True, nogil=True)
+def sos_stream(sos, zi, x, out, z, xc, counters):
     """Filter one chunk into ``out`` carrying the per-channel state ``z``.
 
     Channels are the inner loop so their independent recursions overlap (the state is
@@ -148,14 +156,18 @@ def sos_stream(sos, zi, x, out, z, xc, started):
         Filter state, updated in place.
     xc : ndarray, shape (n_channels,)
         Scratch space.
-    started : ndarray of int64, shape (1,)
-        0 until the state has been initialised from the first sample.
+    counters : ndarray of int64, shape (2,)
+        ``[started, n_samples_seen]``: ``started`` is 0 until the state has been
+        initialised from the first sample; ``n_samples_seen`` counts samples per channel.
 
     Returns
     -------
-    n_bad : int
-        Number of non-finite input samples; when non-zero nothing was changed.
+    status : int
+        0 on success, -1 if the shapes of ``x``, ``out`` and ``z`` disagree, else the
+        number of non-finite input samples. On a non-zero status nothing was changed.
     """
+    if x.shape[0] != z.shape[2] or out.shape[0] != x.shape[0] or out.shape[1] != x.shape[1]:
+        return -1
     n_ch, n_times = x.shape
     n_sec = sos.shape[0]
     n_bad = 0
@@ -166,12 +178,13 @@ def sos_stream(sos, zi, x, out, z, xc, started):
                 n_bad += 1
     if n_bad or n_times == 0:
         return n_bad
-    if started[0] == 0:
+    if counters[0] == 0:
         for s in range(n_sec):
             for i in range(n_ch):
                 z[s, 0, i] = zi[s, 0] * x[i, 0]
                 z[s, 1, i] = zi[s, 1] * x[i, 0]
-        started[0] = 1
+        counters[0] = 1
+    counters[1] += n_times
     for t in range(n_times):
         for i in range(n_ch):
             xc[i] = x[i, t]

@@ -271,11 +271,17 @@ class StreamingFilter:
         self._zi = np.ascontiguousarray(sosfilt_zi(self.sos_))
         self._state = np.zeros((self.sos_.shape[0], 2, n_ch))
         self._scratch = np.empty(n_ch)
-        self._started = np.zeros(1, dtype=np.int64)
+        self._counters = np.zeros(2, dtype=np.int64)  # [started, n_samples_seen]
         self._n_ch = n_ch
         self._kernel = _kernels().sos_stream
-        self.n_samples_seen_ = 0
         return self
+
+    @property
+    def n_samples_seen_(self):
+        """Samples per channel processed since the last reset."""
+        if not hasattr(self, "_counters"):
+            return 0
+        return int(self._counters[1])
 
     def _coerce(self, chunk, out):
         chunk = check_array("chunk", chunk, ndim=2, finite=False)
@@ -316,20 +322,22 @@ class StreamingFilter:
         except AttributeError:
             self.reset()
             kernel = self._kernel
-        # Fast path: attribute checks only; anything unusual goes through validation.
-        if not (type(chunk) is np.ndarray and chunk.dtype == np.float64 and chunk.ndim == 2
-                and chunk.shape[0] == self._n_ch and chunk.flags.c_contiguous
-                and (out is None or (type(out) is np.ndarray and out.shape == chunk.shape
-                                     and out.dtype == np.float64 and out.flags.c_contiguous
-                                     and out.flags.writeable))):
-            chunk, out = self._coerce(chunk, out)
-        elif out is None:
-            out = np.empty_like(chunk)
-        n_bad = kernel(self.sos_, self._zi, chunk, out, self._state, self._scratch,
-                       self._started)
-        if n_bad:
-            raise DataError(f"chunk contains {n_bad} NaN or infinite value(s) (shape "
+        # Fast path: the kernel's fixed signature accepts only C-contiguous float64
+        # arrays and checks the shapes itself; anything else is validated and converted.
+        given = out
+        try:
+            if out is None:
+                out = np.empty(chunk.shape)
+            status = kernel(self.sos_, self._zi, chunk, out, self._state, self._scratch,
+                            self._counters)
+        except (TypeError, AttributeError):
+            status = -1
+        if status == -1:
+            chunk, out = self._coerce(chunk, given)
+            status = kernel(self.sos_, self._zi, chunk, out, self._state, self._scratch,
+                            self._counters)
+        if status:
+            raise DataError(f"chunk contains {status} NaN or infinite value(s) (shape "
                             f"{chunk.shape}); the filter state was left unchanged; all "
                             "samples must be finite, so interpolate or drop the bad samples.")
-        self.n_samples_seen_ += chunk.shape[1]
         return out

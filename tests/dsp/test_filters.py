@@ -169,6 +169,19 @@ def test_streaming_out_in_place_and_reset():
     assert filt.process(chunk, out=chunk) is chunk  # in place
     np.testing.assert_array_equal(chunk, offline[:, :50])
     assert filt.process(np.empty((3, 0))).shape == (3, 0)
+    # float32, non-contiguous chunks and lists go through the validating path
+    filt.reset()
+    y32 = filt.process(x[:, :200].astype(np.float32))
+    np.testing.assert_array_equal(y32, filter_data(x[:, :200].astype(np.float32), 128.0, 4.0,
+                                                   45.0, phase="causal"))
+    y_view = filt.process(np.asfortranarray(x[:, 200:300]))
+    y_list = filt.process(x[:, 300:].tolist())
+    np.testing.assert_array_equal(np.concatenate([y_view, y_list], 1),
+                                  filter_data(np.concatenate([x[:, :200].astype(np.float32)
+                                                              .astype(np.float64), x[:, 200:]],
+                                                             1), 128.0, 4.0, 45.0,
+                                              phase="causal")[:, 200:])
+    assert filt.n_samples_seen_ == 400
 
 
 def test_streaming_nan_chunk_rejected_without_touching_state():
@@ -193,6 +206,11 @@ def test_streaming_errors():
         filt.process(np.zeros(10))
     with pytest.raises(ParameterError, match=r"out must be a writeable C-contiguous float64"):
         filt.process(np.zeros((3, 10)), out=np.zeros((3, 9)))
+    with pytest.raises(ParameterError, match=r"out must be a writeable C-contiguous float64"):
+        filt.process(np.zeros((3, 10)), out=np.zeros((3, 10), dtype=np.float32))
+    with pytest.raises(ParameterError, match=r"floating-point array, got dtype int64"):
+        filt.process(np.zeros((3, 10), dtype=np.int64))
+    assert filt.n_samples_seen_ == 0
     with pytest.raises(ParameterError, match=r"h_freq=64.0 must be below Nyquist"):
         StreamingFilter(128.0, 3, l_freq=4.0, h_freq=64.0).process(np.zeros((3, 4)))
     with pytest.raises(ParameterError, match=r"n_channels=0 is out of range"):

@@ -38,21 +38,31 @@ def test_sos_stream_kernel_carries_state(sos):
     zi = signal.sosfilt_zi(sos)
     z = np.zeros((sos.shape[0], 2, 6))
     scratch = np.empty(6)
-    started = np.zeros(1, dtype=np.int64)
+    counters = np.zeros(2, dtype=np.int64)
     out = np.empty_like(x)
     for a, b in [(0, 1), (1, 17), (17, 17), (17, 300)]:
         chunk = np.ascontiguousarray(x[:, a:b])
         res = np.empty_like(chunk)
-        assert _kernels.sos_stream(sos, zi, chunk, res, z, scratch, started) == 0
+        assert _kernels.sos_stream(sos, zi, chunk, res, z, scratch, counters) == 0
         out[:, a:b] = res
+    assert counters.tolist() == [1, 300]
     ref, zf = signal.sosfilt(sos, x, zi=zi[:, None, :] * x[None, :, :1])
     np.testing.assert_array_equal(out, ref)
     np.testing.assert_array_equal(z, np.moveaxis(zf, 1, 2))  # (n_sections, 2, n_channels)
     bad = x[:, :4].copy()
     bad[2, 1] = np.inf
     bad[0, 0] = np.nan
-    assert _kernels.sos_stream(sos, zi, bad, bad.copy(), z, scratch, started) == 2
+    assert _kernels.sos_stream(sos, zi, bad, bad.copy(), z, scratch, counters) == 2
     np.testing.assert_array_equal(z, np.moveaxis(zf, 1, 2))
+    assert counters.tolist() == [1, 300]
+    # shape mismatch (wrong channel count or output shape) is refused, not filtered
+    assert _kernels.sos_stream(sos, zi, x[:5].copy(), np.empty((5, 300)), z, scratch,
+                               counters) == -1
+    assert _kernels.sos_stream(sos, zi, x.copy(), np.empty((6, 299)), z, scratch,
+                               counters) == -1
+    # the fixed signature refuses other dtypes/layouts instead of compiling them
+    with pytest.raises(TypeError):
+        _kernels.sos_stream(sos, zi, x[:, ::2], np.empty((6, 150)), z, scratch, counters)
 
 
 def test_detrend_window_kernel():
@@ -73,6 +83,6 @@ def test_band_sums_kernel():
     hi = np.array([4, 9, 65, 65], dtype=np.int64)
     out = np.empty((7, 4))
     _kernels.band_sums(spec, lo, hi, weight, out)
-    ref = np.stack([(np.abs(spec[:, a:b]) ** 2 * weight[a:b]).sum(-1) for a, b in zip(lo, hi)],
-                   axis=-1)
+    ref = np.stack([(np.abs(spec[:, a:b]) ** 2 * weight[a:b]).sum(-1)
+                    for a, b in zip(lo, hi, strict=True)], axis=-1)
     np.testing.assert_allclose(out, ref, rtol=1e-13)
