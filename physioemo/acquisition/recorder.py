@@ -86,9 +86,14 @@ def check_output(path, *, force=False):
     if not parent.is_dir():
         raise DataError(f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist; "
                         "create it or choose another --out.")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    probe = parent / f".{path.name}.probe{os.getpid()}"
+    try:  # os.access() says yes to root even where writing fails, so really try
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
         raise DataError(f"cannot write {str(path)!r}: folder {str(parent)!r} is not writable "
-                        "by this user; choose another --out or fix the permissions.")
+                        f"({err.strerror or err}); choose another --out or fix the "
+                        "permissions.") from None
     return path
 
 
@@ -496,6 +501,7 @@ def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units=
                 writer.setStartdatetime(datetime.datetime.fromtimestamp(
                     start_time, datetime.timezone.utc).replace(tzinfo=None))
             block = 60 * record
+            gain = (dmax - dmin) / (physical_max - physical_min)
             for i0 in range(0, n_records * record, block):
                 seg = np.array(data[:, i0:i0 + block], dtype=np.float64, order="C")
                 short = min(block, n_records * record - i0) - seg.shape[1]
@@ -504,7 +510,10 @@ def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units=
                     seg = np.concatenate([seg, np.repeat(last, short, axis=1)], axis=1)
                 clipped += int(np.count_nonzero((seg < physical_min) | (seg > physical_max)))
                 np.clip(seg, physical_min, physical_max, out=seg)
-                writer.writeSamples(list(seg))
+                # round to the nearest digital value (edflib would truncate): the error is
+                # at most half a quantisation step
+                dig = np.rint((seg - physical_min) * gain + dmin).astype(np.int32)
+                writer.writeSamples(list(dig), digital=True)
             for ann in annotations:
                 duration = float(ann["duration"]) if ann.get("duration") else -1
                 writer.writeAnnotation(float(ann["onset"]), duration, str(ann["description"]))
