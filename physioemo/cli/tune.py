@@ -34,9 +34,13 @@ DEFAULTS = {
     "dreamer": None, "protocol": "sd-strict", "dimension": "valence", "search_space": None,
     "n_trials": 20, "timeout": None, "jobs": 1, "storage": None, "study_name": None,
     "sampler": "tpe", "pruner": "median", "metric": "weighted_f1", "subjects": None,
-    "folds": None, "epochs": None, "device": "cpu", "out": None, "heartbeat_interval": 60,
+    "folds": None, "epochs": None, "finetune_epochs": None, "steps_per_epoch": None,
+    "device": "cpu", "cache_dir": None, "out": None, "heartbeat_interval": 60,
     "grace_period": 120, "max_retry": 3, "runner": None, "plots": True, "seed": 0,
 }
+
+#: Options that fix a run_protocol keyword argument for every trial (unless searched).
+FIXED_OPTIONS = ("epochs", "finetune_epochs", "steps_per_epoch")
 
 _NOT_CONFIG = ("out",)
 
@@ -67,14 +71,20 @@ def add_arguments(parser):
     a("--pruner", choices=("median", "hyperband", "none"), help="pruner (default: median)")
     a("--metric", choices=sorted(METRICS),
       help="objective metric, maximised (default: weighted_f1)")
-    a("--subjects", metavar="LIST",
-      help="1-based subjects, e.g. 1,2,5-8 (default: all in the file)")
-    a("--folds", metavar="LIST",
-      help="0-based folds per subject, e.g. 0-2 (default: all of the protocol)")
+    a("--subjects", type=int, nargs="+", metavar="N",
+      help="subjects to evaluate, numbered 1..23 (default: all in the file)")
+    a("--folds", type=int, nargs="+", metavar="F",
+      help="tune on these 0-based folds only (faster; `evaluate` later runs all folds)")
     a("--epochs", type=int, metavar="N",
-      help="epochs of the main/pretraining stage (default: the recipe's; a search space "
-           "may search it instead)")
+      help="epochs of the main/pretraining stage for every trial (default: the recipe's; "
+           "or search it in the search space)")
+    a("--finetune-epochs", dest="finetune_epochs", type=int, metavar="N",
+      help="fine-tuning epochs of reston1/1on1 for every trial (default: 400)")
+    a("--steps-per-epoch", dest="steps_per_epoch", type=int, metavar="N",
+      help="balanced batches per epoch for every trial (quick runs)")
     a("--device", choices=("cpu", "cuda"), help="training device (default: cpu)")
+    a("--cache-dir", dest="cache_dir", metavar="DIR",
+      help="preprocessing cache directory (default: the loader's)")
     a("--out", metavar="DIR", help="output folder (required)")
     a("--heartbeat-interval", type=int, metavar="S",
       help="seconds between heartbeats of a running trial (default: 60)")
@@ -90,50 +100,22 @@ def add_arguments(parser):
       help="do not draw plots")
 
 
-def parse_index_list(text, *, name, base):
-    """Parse ``"1,2,5-8"`` into a sorted list of ints shifted by ``-base``.
-
-    Parameters
-    ----------
-    text : str | int | list | None
-        The list as typed (or from a config file).
-    name : str
-        Option name for messages.
-    base : int
-        1 for 1-based input (returned 0-based), 0 for 0-based input.
-
-    Returns
-    -------
-    values : list of int | None
-        0-based indices, ``None`` when ``text`` is ``None``.
-    """
+def _index_list(values, *, name, low, high=None):
+    """Check a list of integers from the command line or a config file."""
     from ..exceptions import ParameterError
 
-    if text is None:
+    if values is None:
         return None
-    if isinstance(text, int) and not isinstance(text, bool):
-        items = [text]
-    elif isinstance(text, (list, tuple)):
-        items = list(text)
-    else:
-        items = []
-        for part in str(text).replace(" ", "").split(","):
-            if not part:
-                continue
-            lo, sep, hi = part.partition("-")
-            try:
-                if sep:
-                    items.extend(range(int(lo), int(hi) + 1))
-                else:
-                    items.append(int(lo))
-            except ValueError:
-                raise ParameterError(f"--{name} {text!r} is not a list of numbers; write e.g. "
-                                     f"'{base},{base + 1},{base + 3}-{base + 5}'.") from None
-    bad = [i for i in items if not isinstance(i, int) or isinstance(i, bool) or i < base]
-    if bad or not items:
-        raise ParameterError(f"--{name} {text!r} must list integers >= {base}; got "
-                             f"{bad or 'nothing'}; write e.g. '{base},{base + 2}-{base + 4}'.")
-    return sorted({i - base for i in items})
+    if isinstance(values, int) and not isinstance(values, bool):
+        values = [values]
+    bad = [v for v in (values if isinstance(values, (list, tuple)) else [values])
+           if not isinstance(v, int) or isinstance(v, bool) or v < low
+           or (high is not None and v > high)]
+    if bad or not values:
+        rng = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ParameterError(f"{name} must be a list of integers in {rng}, got {values!r}; "
+                             f"write e.g. --{name} {low} {low + 1}.")
+    return sorted(set(values))
 
 
 def _settings(args):
@@ -177,44 +159,55 @@ def _default_search_space():
 
 
 def _build_objective(s, *, n_threads=None):
-    """Load the data (or a custom runner) and return (objective, space, base_config)."""
+    """Load the data (or a custom runner) and return (objective, space, base_config).
+
+    ``base_config`` holds the settings common to every trial under ``physioemo evaluate``'s
+    option names; the best trial's parameters are merged into it for ``best_config.yaml``.
+    """
     from pathlib import Path
 
+    from ..exceptions import ParameterError
     from ..tuning.objective import ProtocolObjective, ProtocolRunner, load_runner
     from ..tuning.objective import searchable_params as _searchable
     from ..tuning.search_space import load_search_space
     from ..utils.logging import logger
+    from .evaluate import DEFAULTS as EVALUATE_KEYS
 
-    subjects = parse_index_list(s["subjects"], name="subjects", base=1)
-    folds = parse_index_list(s["folds"], name="folds", base=0)
-    fixed = {} if s["epochs"] is None else {"epochs": s["epochs"]}
+    numbers = _index_list(s["subjects"], name="subjects", low=1, high=23)
+    folds = _index_list(s["folds"], name="folds", low=0)
+    fixed = {k: s[k] for k in FIXED_OPTIONS if s[k] is not None}
     space_path = s["search_space"] or _default_search_space()
     if s["runner"]:
         factory = load_runner(s["runner"])
         runner = factory(s["protocol"], None, None, dimension=s["dimension"], seed=s["seed"],
                          device=s["device"], n_threads=n_threads)
-        allowed = getattr(runner, "params", None)
-        space = load_search_space(space_path, allowed=allowed, what="the runner")
-        subjects = subjects if subjects is not None else list(range(
-            getattr(runner, "n_subjects", 1)))
+        space = load_search_space(space_path, allowed=getattr(runner, "params", None),
+                                  what="the runner")
+        n_subjects = getattr(runner, "n_subjects", 1)
     else:
         from ..datasets import load_preprocessed
         from ..datasets.dreamer import ENV_VAR
         from ..utils._checks import check_path
 
-        space = load_search_space(space_path, allowed=_searchable(), what="run_protocol")
+        space = load_search_space(space_path, allowed=_searchable(EVALUATE_KEYS),
+                                  what="run_protocol that `physioemo evaluate --config` "
+                                       "also accepts")
         path = check_path("DREAMER file", s["dreamer"], env_var=ENV_VAR,
-                          hint="pass --dreamer PATH or set " + ENV_VAR)
+                          hint=f"pass --dreamer PATH or set {ENV_VAR}")
         logger.info("loading %s", path)
-        data, labels = load_preprocessed(path, subjects=subjects)
-        # load_preprocessed returns only the requested subjects, in order.
-        subjects = list(range(data.shape[0]))
+        # All subjects, as evaluate does: subject-independent protocols pretrain on the
+        # others.
+        data, labels = load_preprocessed(path, cache_dir=s["cache_dir"])
+        n_subjects = data.shape[0]
         runner = ProtocolRunner(s["protocol"], data, labels, dimension=s["dimension"],
                                 seed=s["seed"], device=s["device"], n_threads=n_threads)
+    if numbers is not None and max(numbers) > n_subjects:
+        raise ParameterError(f"subjects {[n for n in numbers if n > n_subjects]} are not in "
+                             f"the data, which holds subjects 1..{n_subjects}; pick subjects "
+                             f"in that range.")
+    subjects = list(range(n_subjects)) if numbers is None else [n - 1 for n in numbers]
     clash = sorted(set(fixed) & {p.name for p in space.params})
     if clash:
-        from ..exceptions import ParameterError
-
         raise ParameterError(f"{clash} are both searched (in {str(space_path)!r}) and fixed on "
                              f"the command line; a parameter is either searched or fixed; "
                              f"drop the option or the search-space entry.")
@@ -223,21 +216,18 @@ def _build_objective(s, *, n_threads=None):
         n = runner.n_folds()
         bad = [f for f in folds if f >= n]
         if bad:
-            from ..exceptions import ParameterError
-
-            raise ParameterError(f"--folds {bad} do not exist; protocol {s['protocol']!r} has "
+            raise ParameterError(f"folds {bad} do not exist; protocol {s['protocol']!r} has "
                                  f"folds 0..{n - 1}; pick folds in that range.")
-    work_dir = Path(s["out"]) / "trials"
     objective = ProtocolObjective(space, runner, subjects=subjects, folds=folds,
-                                  metric=s["metric"], work_dir=work_dir)
+                                  metric=s["metric"], work_dir=Path(s["out"]) / "trials")
     base = {"protocol": s["protocol"], "dimension": s["dimension"], "seed": s["seed"],
             "device": s["device"]}
     if s["dreamer"] is not None:
         base["dreamer"] = str(Path(s["dreamer"]).resolve())
-    if s["subjects"] is not None:
-        base["subjects"] = s["subjects"]
-    if s["folds"] is not None:
-        base["folds"] = s["folds"]
+    if numbers is not None:
+        base["subjects"] = numbers
+    if s["cache_dir"] is not None:
+        base["cache_dir"] = str(Path(s["cache_dir"]).resolve())
     base.update(space.fixed)
     return objective, space, base
 
@@ -365,8 +355,11 @@ def run(args):
                                  f"above); the study is kept in {spec.masked}; fix the cause "
                                  f"and re-run the same command to continue.")
     study = optuna.load_study(study_name=name, storage=storage)
+    notes = []
+    if s["folds"] is not None:
+        notes.append(f"Tuned on folds {s['folds']} only; evaluate runs every fold.")
     info = write_outputs(study, out, base_config=base, metric=s["metric"], storage=spec,
-                         n_trials=s["n_trials"], plots=s["plots"])
+                         n_trials=s["n_trials"], plots=s["plots"], notes=notes)
     best = info["best_trial"]
     if best is not None:
         logger.info("best: trial %d, %s = %.4f, %s -> %s", best["number"], s["metric"],

@@ -22,27 +22,38 @@ from ..exceptions import DataError, ParameterError
 from ..utils.logging import logger
 
 #: Objective metrics (keys of a fold record's ``metrics``) and their direction.
-METRICS = {"weighted_f1": "maximize", "seq2hr": "maximize", "accuracy": "maximize",
-           "tri_p": "maximize"}
+METRICS = {"weighted_f1": "maximize", "macro_f1": "maximize", "accuracy": "maximize",
+           "top2_accuracy": "maximize", "tri_p": "maximize", "seq2hr": "maximize"}
 
 #: run_protocol keyword arguments that the tuner sets itself (never searched).
 RESERVED = ("name", "data", "labels", "dimension", "subjects", "seed", "out_dir", "n_jobs",
-            "n_threads", "device", "folds", "save_checkpoints", "model_fn", "verbose")
+            "n_threads", "device", "folds", "save_checkpoints", "model_fn", "subject_numbers",
+            "verbose")
 
 
-def searchable_params():
+def searchable_params(accepted_by=None):
     """Keyword arguments of ``run_protocol`` that a search space may set.
+
+    Parameters
+    ----------
+    accepted_by : iterable of str | None
+        Keep only these names too (``physioemo evaluate``'s config keys, so that the best
+        configuration is a valid ``evaluate --config`` file).
 
     Returns
     -------
     names : list of str
-        e.g. ``epochs``, ``finetune_epochs``, ``smoothing``, ``sigma``, ``graph``.
+        e.g. ``epochs``, ``finetune_epochs``, ``steps_per_epoch``, ``smoothing``, ``sigma``,
+        ``graph``.
     """
     from ..evaluation.protocols import run_protocol
 
     sig = inspect.signature(run_protocol)
-    return [n for n, p in sig.parameters.items()
-            if p.kind == p.KEYWORD_ONLY and n not in RESERVED]
+    names = [n for n, p in sig.parameters.items()
+             if p.kind == p.KEYWORD_ONLY and n not in RESERVED]
+    if accepted_by is not None:
+        names = [n for n in names if n in set(accepted_by)]
+    return names
 
 
 def n_folds(protocol):

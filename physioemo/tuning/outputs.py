@@ -55,7 +55,7 @@ def best_config(study, base_config):
     return _plain(config)
 
 
-def write_best_config(path, config, *, study_name, value, metric, trial_number):
+def write_best_config(path, config, *, study_name, value, metric, trial_number, notes=()):
     """Write the best configuration as YAML with a provenance header.
 
     Parameters
@@ -72,12 +72,14 @@ def write_best_config(path, config, *, study_name, value, metric, trial_number):
         The objective metric.
     trial_number : int
         The best trial.
+    notes : sequence of str
+        Extra comment lines for the header.
     """
     import yaml
 
     header = (f"# Best configuration of study {study_name!r}: trial {trial_number}, "
               f"{metric} = {value:.4f}\n# Use it with: physioemo evaluate --config "
-              f"{Path(path).name} --out DIR\n")
+              f"{Path(path).name} --out DIR\n") + "".join(f"# {n}\n" for n in notes)
     atomic_write_text(path, header + yaml.safe_dump(_plain(config), sort_keys=False))
 
 
@@ -184,7 +186,8 @@ def write_plots(study, out_dir):
     return written
 
 
-def write_outputs(study, out_dir, *, base_config, metric, storage, n_trials, plots=True):
+def write_outputs(study, out_dir, *, base_config, metric, storage, n_trials, plots=True,
+                  notes=()):
     """Write ``best_config.yaml``, ``trials.csv``, ``plots/`` and ``study.json``.
 
     Parameters
@@ -203,6 +206,8 @@ def write_outputs(study, out_dir, *, base_config, metric, storage, n_trials, plo
         The study's trial budget.
     plots : bool
         Draw the plots.
+    notes : sequence of str
+        Comment lines for the header of ``best_config.yaml``.
 
     Returns
     -------
@@ -216,7 +221,8 @@ def write_outputs(study, out_dir, *, base_config, metric, storage, n_trials, plo
     if config is not None:
         best = study.best_trial
         write_best_config(out_dir / "best_config.yaml", config, study_name=study.study_name,
-                          value=best.value, metric=metric, trial_number=best.number)
+                          value=best.value, metric=metric, trial_number=best.number,
+                          notes=notes)
     atomic_write_text(out_dir / "trials.csv", trials_table(study))
     written = write_plots(study, out_dir / "plots") if plots else []
     if storage.kind == "journal":
