@@ -19,14 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..datasets.dreamer import EEG_CHANNELS  # the one place for the channel order
 from ..exceptions import ParameterError
 from ..utils._checks import check_option
-
-try:  # one place for the channel order: the DREAMER loader owns it when present
-    from ..datasets.dreamer import EEG_CHANNELS
-except ImportError:  # pragma: no cover - only while the loader does not exist yet
-    EEG_CHANNELS = ("AF3", "F7", "F3", "FC5", "T7", "P7", "O1",
-                    "O2", "P8", "T8", "FC6", "F4", "F8", "AF4")
 
 
 @dataclass(frozen=True)
