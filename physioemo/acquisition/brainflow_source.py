@@ -124,7 +124,7 @@ class BrainFlowSource(Source):
             if master is None and path.suffix.lower() in (".edf", ".bdf"):
                 master = _recording_device(path)
             self._master = load_profile(master or prof.master or "synthetic")
-            if self._master.board_id is None or self._master.board_id < 0:
+            if self._master.board_id is None or self._master.board_id in (-2, -3):
                 raise ParameterError(f"master={self._master.name!r} cannot have recorded a "
                                      "playback file (it is not a headset driver); pass "
                                      "--master with the device that recorded the file.")

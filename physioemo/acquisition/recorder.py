@@ -483,8 +483,11 @@ def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units=
         ftype, dmin, dmax = pyedflib.FILETYPE_BDFPLUS, -8388608, 8388607
     else:
         ftype, dmin, dmax = pyedflib.FILETYPE_EDFPLUS, -32768, 32767
+    def _short(x):  # EDF header fields have 8 characters: write -187500, not -187500.0
+        return int(x) if float(x).is_integer() else float(x)
+
     headers = [{"label": name[:16], "dimension": units[:8], "sample_frequency": sfreq,
-                "physical_min": physical_min, "physical_max": physical_max,
+                "physical_min": _short(physical_min), "physical_max": _short(physical_max),
                 "digital_min": dmin, "digital_max": dmax, "transducer": "",
                 "prefilter": ""} for name in ch_names]
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
