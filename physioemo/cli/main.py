@@ -21,6 +21,8 @@ COMMANDS = {
     "acquire": "physioemo.cli.acquire",
     "recover": "physioemo.cli.recover",
     "devices": "physioemo.cli.devices",
+    "evaluate": "physioemo.cli.evaluate",
+    "predict": "physioemo.cli.predict",
     "tune": "physioemo.cli.tune",
     "info": "physioemo.cli.info",
     "synth-dreamer": "physioemo.cli.synth_dreamer",

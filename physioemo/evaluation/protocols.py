@@ -253,6 +253,7 @@ def _subject_folds(ctx, subject):
     common = {"smoothing": p["smoothing"], "sigma": p["sigma"], "n_classes": n_classes,
               "device": p["device"], "n_threads": p["n_threads"], "verbose": p["verbose"]}
     y_s = labels[subject, :, dim]
+    num = int(p["numbers"][subject])  # DREAMER's 1-based subject number
     records = []
     last_model = None
 
@@ -271,7 +272,7 @@ def _subject_folds(ctx, subject):
             if fold >= n_folds:
                 raise ParameterError(f"fold={fold} does not exist for protocol {protocol!r} "
                                      f"(folds 0..{n_folds - 1}); pick folds in that range.")
-            if (subject + 1, fold) in done:
+            if (num, fold) in done:
                 continue
             fseed = derive_seed(p["seed"], subject, fold, 2)
             model.load_state_dict(init_state)
@@ -295,7 +296,7 @@ def _subject_folds(ctx, subject):
             trainer = Trainer(model, epochs=epochs, batch_size=recipe["batch_size"], lr=lr,
                               steps_per_epoch=p["steps_per_epoch"],
                               sampling="balanced", select="val_loss", seed=fseed,
-                              desc=f"{protocol} S{subject + 1:02d} f{fold}", **common)
+                              desc=f"{protocol} S{num:02d} f{fold}", **common)
             trainer.fit(train, val)
             metrics, cm, test_s = _score(trainer, test, n_classes)
             rec = _record(p, subject, fold, fseed, metrics, cm, trainer, None, test_s,
@@ -306,7 +307,7 @@ def _subject_folds(ctx, subject):
             last_model = (model, fold)
     else:
         fold = 0
-        if (subject + 1, fold) in done:
+        if (num, fold) in done:
             return records
         fseed = derive_seed(p["seed"], subject, fold, 2)
         stage2 = recipe["stage2"]
@@ -331,7 +332,7 @@ def _subject_folds(ctx, subject):
                           lr=scale_schedule(recipe["lr"], recipe["epochs"], epochs1),
                           steps_per_epoch=p["steps_per_epoch"],
                           sampling="balanced", select="last", seed=derive_seed(fseed, 5),
-                          desc=f"{protocol} S{subject + 1:02d} pretrain", **common)
+                          desc=f"{protocol} S{num:02d} pretrain", **common)
             pre.fit(train1)
         epochs2 = p["finetune_epochs"] or (p["epochs"] if protocol == "no-pretrain" else None)
         epochs2 = epochs2 or stage2["epochs"]
@@ -344,12 +345,12 @@ def _subject_folds(ctx, subject):
                           lr=scale_schedule(stage2["lr"], stage2["epochs"], epochs2),
                           sampling="shuffle", select="last", class_weighting=True,
                           freeze_first_conv=protocol != "no-pretrain", seed=fseed,
-                          desc=f"{protocol} S{subject + 1:02d} finetune", **common)
+                          desc=f"{protocol} S{num:02d} finetune", **common)
         trainer.fit(train2)
         metrics, cm, test_s = _score(trainer, test, n_classes)
         extra = {}
         if protocol == "1on1":
-            extra["pretrain_subject"] = p["pairs"][subject] + 1
+            extra["pretrain_subject"] = int(p["numbers"][p["pairs"][subject]])
         rec = _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s,
                       n_train=len(train2), n_test=len(test), **extra)
         records.append(rec)
@@ -362,8 +363,8 @@ def _subject_folds(ctx, subject):
 
         ckpt_dir = Path(p["out_dir"]) / "checkpoints"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(ckpt_dir / f"subject{subject + 1:02d}.pt", last_model[0], extra={
-            "protocol": protocol, "dimension": p["dimension"], "subject": subject + 1,
+        save_checkpoint(ckpt_dir / f"subject{num:02d}.pt", last_model[0], extra={
+            "protocol": protocol, "dimension": p["dimension"], "subject": num,
             "fold": last_model[1], "seed": p["seed"], "smoothing": p["smoothing"],
             "ch_names": list(p["ch_names"]), "sfreq": 128.0,
             "window_samples": WINDOW_SAMPLES, "n_classes": n_classes})
@@ -371,7 +372,8 @@ def _subject_folds(ctx, subject):
 
 
 def _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s, **extra):
-    rec = {"protocol": p["protocol"], "dimension": p["dimension"], "subject": subject + 1,
+    rec = {"protocol": p["protocol"], "dimension": p["dimension"],
+           "subject": int(p["numbers"][subject]),
            "fold": fold, "smoothing": p["smoothing"], "sigma": p["sigma"],
            "graph": p["graph"], "seed": p["seed"], "fold_seed": fseed, "metrics": metrics,
            "confusion": cm,
@@ -390,7 +392,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
                  finetune_epochs=None, steps_per_epoch=None, smoothing="gaussian", sigma=0.5,
                  graph="G0", seed=0,
                  out_dir=None, n_jobs=1, n_threads=None, device="cpu", folds=None,
-                 save_checkpoints=True, model_fn=None, verbose=None):
+                 save_checkpoints=True, model_fn=None, subject_numbers=None, verbose=None):
     """Run one DREAMER protocol and return its per-(subject, fold) results.
 
     Parameters
@@ -439,6 +441,9 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     model_fn : callable | None
         ``model_fn(n_outputs, dropout, graph, n_channels, n_times) -> nn.Module``; ``None``
         builds HiSTN.
+    subject_numbers : array-like of int | None
+        DREAMER's 1-based number of each subject in ``data`` (used in the records, file
+        names and resume keys); ``None`` means ``1..n_subjects``.
     verbose : bool | None
         Progress bars (``None`` follows the CLI's ``-q``).
 
@@ -479,6 +484,11 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     if bad:
         raise ParameterError(f"subjects {bad} do not exist; data holds subjects 0.."
                              f"{n_subjects - 1} (0-based); pick subjects in that range.")
+    numbers = (np.arange(1, n_subjects + 1) if subject_numbers is None
+               else np.asarray(subject_numbers, dtype=np.int64))
+    if numbers.shape != (n_subjects,):
+        raise ParameterError(f"subject_numbers must hold one number per subject in data "
+                             f"({n_subjects}), got shape {numbers.shape}; pass one each.")
     recipe = RECIPES[name]
     n_threads = int(n_threads or max(1, (os.cpu_count() or 1) // n_jobs))
     try:
@@ -505,7 +515,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
            "verbose": verbose, "epochs": epochs, "finetune_epochs": finetune_epochs,
            "steps_per_epoch": steps_per_epoch, "folds": folds,
            "save_checkpoints": save_checkpoints and model_fn is None,
-           "ch_names": EEG_CHANNELS,
+           "ch_names": EEG_CHANNELS, "numbers": numbers,
            "pairs": dict((t, pre) for pre, t in one_on_one_pairs(n_subjects))}
     todo = [s for s in subjects]
     logger.info("protocol %s, %s, %d subject(s), %d job(s) x %d thread(s)", name, dimension,
@@ -524,7 +534,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
         records = new
     else:
         records = ResultStore(out_dir, settings).records()
-    wanted = {s + 1 for s in subjects}
+    wanted = {int(numbers[s]) for s in subjects}
     records = [r for r in records if r["subject"] in wanted
                and (folds is None or r["fold"] in set(folds))]
     return sorted(records, key=lambda r: (r["subject"], r["fold"]))
