@@ -1,0 +1,91 @@
+import contextlib
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from physioemo.exceptions import DataError
+from physioemo.tuning.objective import METRICS, ProtocolObjective, n_folds, searchable_params
+from physioemo.tuning.search_space import parse_search_space
+from physioemo.tuning.study import RetryCallback, run_worker
+
+SPACE = parse_search_space({"sigma": {"type": "float", "low": 0.1, "high": 2.0},
+                            "epochs": 1})
+
+
+class TableRunner:
+    """Returns metric = table[subject, fold] * sigma and logs every call."""
+
+    def __init__(self, table):
+        self.table = np.asarray(table, dtype=float)
+        self.calls = []
+
+    def n_folds(self):
+        return self.table.shape[1]
+
+    def __call__(self, config, subject, fold, out_dir=None):
+        self.calls.append((config["sigma"], subject, fold))
+        value = self.table[subject, fold] * config["sigma"]
+        return {"metrics": {"weighted_f1": value, "seq2hr": 100 - value, "n_windows": 10}}
+
+
+def test_value_intermediates_and_fold_attributes():
+    runner = TableRunner([[10, 20, 30], [40, 50, 60]])
+    objective = ProtocolObjective(SPACE, runner, subjects=[0, 1], metric="weighted_f1")
+    study = optuna.create_study(direction=objective.direction)
+    study.enqueue_trial({"sigma": 1.0})
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    # mean over subjects of the per-subject means: (20 + 50) / 2
+    assert trial.value == pytest.approx(35.0)
+    # fold-major order: (s0,f0) (s1,f0) (s0,f1) (s1,f1) (s0,f2) (s1,f2)
+    assert [c[1:] for c in runner.calls] == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
+    running = np.cumsum([10, 40, 20, 50, 30, 60]) / np.arange(1, 7)
+    assert [trial.intermediate_values[k] for k in range(6)] == pytest.approx(running)
+    assert trial.user_attrs["s02_f1"] == {"weighted_f1": 50.0, "seq2hr": 50.0,
+                                          "n_windows": 10.0}
+
+
+def test_metric_selects_the_column_and_direction():
+    runner = TableRunner([[10, 30]])
+    objective = ProtocolObjective(SPACE, runner, subjects=[0], folds=[1], metric="seq2hr")
+    assert objective.direction == "maximize" and set(METRICS.values()) == {"maximize"}
+    study = optuna.create_study(direction=objective.direction)
+    study.enqueue_trial({"sigma": 2.0})
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].value == pytest.approx(100 - 60.0)
+    assert [c[2] for c in runner.calls] == [1]  # only the requested fold ran
+
+
+def test_median_pruner_stops_a_bad_trial_after_its_first_fold():
+    runner = TableRunner([[50, 50, 50, 50]])
+    objective = ProtocolObjective(SPACE, runner, subjects=[0])
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    for sigma in (1.0, 1.2, 0.1):  # two good trials, then a bad one
+        study.enqueue_trial({"sigma": sigma})
+    run_worker(study, objective, n_trials=3, lock=contextlib.nullcontext(),
+               retry=RetryCallback())
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
+    # the bad trial ran one fold out of four
+    assert sum(1 for c in runner.calls if c[0] == 0.1) == 1
+    assert study.trials[2].intermediate_values == {0: pytest.approx(5.0)}
+
+
+def test_non_finite_metric_is_a_data_error():
+    runner = TableRunner([[np.nan]])
+    objective = ProtocolObjective(SPACE, runner, subjects=[0])
+    study = optuna.create_study(direction="maximize")
+    with pytest.raises(DataError, match=r"subject 1, fold 0 gave weighted_f1=nan"):
+        study.optimize(objective, n_trials=1)
+
+
+def test_searchable_params_and_folds_follow_run_protocol():
+    from physioemo.cli.evaluate import DEFAULTS
+
+    names = searchable_params(DEFAULTS)
+    assert {"sigma", "graph", "smoothing", "epochs"} <= set(names)
+    assert not {"data", "out_dir", "seed", "subjects", "folds"} & set(names)
+    assert (n_folds("sd"), n_folds("sd-strict"), n_folds("reston1")) == (10, 6, 1)
