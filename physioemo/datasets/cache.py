@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..exceptions import ParameterError
 from ..utils._checks import check_path
 from ..utils.logging import logger
+from . import dreamer as _dreamer
 from .dreamer import _WHERE_TO_GET, ENV_VAR, PREPROCESS_VERSION, histn_preprocess, load_dreamer
 
 #: Bytes hashed at the start and at the end of the source file.
@@ -108,10 +110,11 @@ def load_preprocessed(path=None, *, subjects=None, cache_dir=None, force=False, 
     """
     import inspect
 
-    if path is None:
-        load_dreamer(None)  # raises the helpful "where to get DREAMER" error if unset
+    if path is None and not os.environ.get(ENV_VAR):
+        raise ParameterError(f"no DREAMER file given: pass --dreamer PATH (Python: "
+                             f"load_preprocessed(path)) or set {ENV_VAR}; {_WHERE_TO_GET}.")
     path = check_path("DREAMER file", path, env_var=ENV_VAR, hint=_WHERE_TO_GET)
-    sig = inspect.signature(histn_preprocess)
+    sig = inspect.signature(_dreamer.histn_preprocess)
     bound = sig.bind(None, subjects=subjects, **params)  # TypeError for unknown keywords
     bound.apply_defaults()
     resolved = {k: v for k, v in bound.arguments.items() if k != "dreamer"}

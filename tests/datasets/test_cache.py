@@ -1,0 +1,131 @@
+import os
+
+import numpy as np
+import pytest
+
+from physioemo.datasets import cache as cache_mod
+from physioemo.datasets import histn_preprocess, load_dreamer, load_preprocessed
+from physioemo.exceptions import DataError
+
+
+@pytest.fixture
+def src(tmp_path, mat_builder):
+    subjects = mat_builder.random_subjects(lengths=(7700, 7800))
+    return mat_builder.write(tmp_path / "src.mat", subjects), subjects
+
+
+def _entries(d):
+    return sorted(p.name for p in d.iterdir())
+
+
+def _count_calls(monkeypatch):
+    calls = []
+    real = cache_mod.histn_preprocess
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache_mod, "histn_preprocess", spy)
+    return calls
+
+
+def test_hit_after_miss_returns_the_same_arrays(src, tmp_path, monkeypatch):
+    path, _ = src
+    calls = _count_calls(monkeypatch)
+    cdir = tmp_path / "cache"
+    data, labels = load_preprocessed(path, cache_dir=cdir)
+    expected = histn_preprocess(load_dreamer(path))
+    np.testing.assert_array_equal(data, expected[0])
+    np.testing.assert_array_equal(labels, expected[1])
+    assert len(calls) == 1 and len(_entries(cdir)) == 1
+    again, again_labels = load_preprocessed(path, cache_dir=cdir)
+    assert len(calls) == 1  # served from disk
+    np.testing.assert_array_equal(again, data)
+    np.testing.assert_array_equal(again_labels, labels)
+    assert again.dtype == np.float32 and again_labels.dtype == np.int64
+    load_preprocessed(path, cache_dir=cdir, force=True)
+    assert len(calls) == 2 and len(_entries(cdir)) == 1
+
+
+def test_parameter_change_rebuilds(src, tmp_path, monkeypatch):
+    path, _ = src
+    calls = _count_calls(monkeypatch)
+    cdir = tmp_path / "cache"
+    base, _ = load_preprocessed(path, cache_dir=cdir)
+    filt, _ = load_preprocessed(path, cache_dir=cdir, l_freq=1.0, h_freq=40.0)
+    sub, _ = load_preprocessed(path, cache_dir=cdir, subjects=[1])
+    norm, _ = load_preprocessed(path, cache_dir=cdir, normalization="none")
+    assert len(calls) == 4 and len(_entries(cdir)) == 4
+    assert not np.allclose(base, filt)
+    np.testing.assert_array_equal(sub[0], base[1])
+    # explicit defaults hash like omitted ones (every parameter is resolved first)
+    load_preprocessed(path, cache_dir=cdir, normalization="baseline-zscore", l_freq=None)
+    assert len(calls) == 4
+    with pytest.raises(TypeError):
+        load_preprocessed(path, cache_dir=cdir, lfreq=1.0)
+
+
+def test_changed_source_file_rebuilds(src, tmp_path, monkeypatch, mat_builder):
+    path, subjects = src
+    calls = _count_calls(monkeypatch)
+    cdir = tmp_path / "cache"
+    first, _ = load_preprocessed(path, cache_dir=cdir)
+    # same size, same layout, different samples, mtime restored: the content hash catches it
+    st = path.stat()
+    subjects[1]["eeg_stimuli"][1] = subjects[1]["eeg_stimuli"][1] + 50.0
+    mat_builder.write(path, subjects)
+    assert path.stat().st_size == st.st_size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second, _ = load_preprocessed(path, cache_dir=cdir)
+    assert len(calls) == 2
+    assert not np.array_equal(first[1, 1], second[1, 1])
+    # only the mtime changes (e.g. touch): also rebuilt, never trusted
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    load_preprocessed(path, cache_dir=cdir)
+    assert len(calls) == 3
+
+
+def test_write_is_atomic(src, tmp_path, monkeypatch):
+    path, _ = src
+    cdir = tmp_path / "cache"
+
+    def crash(f, **arrays):
+        f.write(b"PK\x03\x04 half an npz")
+        raise KeyboardInterrupt  # the process dies mid-write
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        load_preprocessed(path, cache_dir=cdir)
+    assert _entries(cdir) == []  # no partial entry, no temporary left behind
+    monkeypatch.undo()
+    data, _ = load_preprocessed(path, cache_dir=cdir)
+    assert data.shape == (2, 2, 14, 7680)
+
+
+def test_corrupt_or_foreign_entry_is_rebuilt(src, tmp_path, monkeypatch):
+    path, _ = src
+    cdir = tmp_path / "cache"
+    data, _ = load_preprocessed(path, cache_dir=cdir)
+    (entry,) = cdir.iterdir()
+    entry.write_bytes(b"garbage")
+    calls = _count_calls(monkeypatch)
+    again, _ = load_preprocessed(path, cache_dir=cdir)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(again, data)
+    np.savez(entry, data=np.zeros(1), labels=np.zeros(1), key=np.array("someone else"))
+    again, _ = load_preprocessed(path, cache_dir=cdir)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(again, data)
+    with np.load(entry, allow_pickle=False) as z:  # plain arrays, no pickle needed
+        assert set(z.files) == {"data", "labels", "key"}
+
+
+def test_default_cache_dir_and_missing_source(src, tmp_path, monkeypatch):
+    path, _ = src
+    monkeypatch.setenv("PHYSIOEMO_CACHE_DIR", str(tmp_path / "envcache"))
+    monkeypatch.setenv("PHYSIOEMO_DREAMER_PATH", str(path))
+    load_preprocessed()
+    assert len(_entries(tmp_path / "envcache")) == 1
+    with pytest.raises(DataError, match="not found.*--dreamer PATH"):
+        load_preprocessed(tmp_path / "nope.mat", cache_dir=tmp_path)
