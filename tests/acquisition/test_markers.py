@@ -1,0 +1,97 @@
+"""Marker sources: loopback TCP/UDP text markers and LSL marker streams."""
+
+import socket
+import time
+
+import pytest
+
+from physioemo.acquisition.markers import (
+    LSLMarkers,
+    MarkerHub,
+    TCPMarkers,
+    UDPMarkers,
+    parse_marker_specs,
+)
+from physioemo.exceptions import DeviceError, ParameterError
+
+
+def _wait(hub, n, timeout=5.0):
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        got += hub.drain()
+        time.sleep(0.01)
+    return got
+
+
+def test_parse_specs():
+    assert parse_marker_specs(["tcp:5000", "udp:0", "lsl", "lsl:PsychoPy", "keyboard"]) == [
+        ("tcp", 5000), ("udp", 0), ("lsl", None), ("lsl", "PsychoPy"), ("keyboard", None)]
+    with pytest.raises(ParameterError, match="unknown marker source 'serial:3'"):
+        parse_marker_specs(["serial:3"])
+    with pytest.raises(ParameterError, match="port number 0-65535"):
+        parse_marker_specs(["udp:70000"])
+
+
+def test_tcp_lines_split_across_packets():
+    hub = MarkerHub()
+    tcp = TCPMarkers(hub, 0).start()
+    try:
+        with socket.create_connection(("127.0.0.1", tcp.port)) as sock:
+            before = time.time()
+            sock.sendall(b"one\ntw")
+            time.sleep(0.05)
+            sock.sendall(b"o\n\nthree")  # "three" arrives when the peer closes
+        got = _wait(hub, 3)
+    finally:
+        tcp.stop()
+    assert [(text, origin) for _, text, origin in got] == [
+        ("one", "tcp"), ("two", "tcp"), ("three", "tcp")]
+    assert all(before - 0.01 <= t <= time.time() for t, _, _ in got)
+
+
+def test_udp_datagrams():
+    hub = MarkerHub()
+    udp = UDPMarkers(hub, 0).start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"a\nb", ("127.0.0.1", udp.port))
+        got = _wait(hub, 2)
+    finally:
+        udp.stop()
+    assert [text for _, text, _ in got] == ["a", "b"]
+
+
+def test_busy_port_is_a_device_error():
+    hub = MarkerHub()
+    tcp = TCPMarkers(hub, 0).start()
+    try:
+        with pytest.raises(DeviceError, match=f"127.0.0.1:{tcp.port}.*pick another port"):
+            TCPMarkers(hub, tcp.port).start()
+    finally:
+        tcp.stop()
+
+
+def test_lsl_marker_stream_times_map_to_host_time():
+    import pylsl
+
+    info = pylsl.StreamInfo("physioemo-test-markers", "Markers", 1, 0, "string",
+                            "physioemo-test")
+    outlet = pylsl.StreamOutlet(info)
+    hub = MarkerHub()
+    lsl = LSLMarkers(hub, "physioemo-test-markers", timeout_s=10).start()
+    try:
+        time.sleep(0.5)
+        sent_host = time.time()
+        outlet.push_sample(["stim-7"], pylsl.local_clock() - 0.2)  # stamped 0.2 s ago
+        got = _wait(hub, 1, timeout=10)
+    finally:
+        lsl.stop()
+        del outlet
+    assert [(text, origin) for _, text, origin in got] == [("stim-7", "lsl")]
+    assert got[0][0] == pytest.approx(sent_host - 0.2, abs=0.05)
+
+
+def test_missing_lsl_stream():
+    with pytest.raises(DeviceError, match="no LSL marker stream named 'nobody-here'"):
+        LSLMarkers(MarkerHub(), "nobody-here", timeout_s=0.5).start()
