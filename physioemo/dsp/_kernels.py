@@ -6,7 +6,10 @@ is written exactly like SciPy's ``_sosfilt`` (direct form II transposed, same op
 order, no fast-math), so results are bit-identical to ``scipy.signal.sosfilt`` and
 ``sosfiltfilt``. Offline kernels process ``_BLOCK`` rows at once, interleaved in
 memory, so the independent recursions of several rows fill the CPU pipeline, and
-spread the blocks over threads with ``prange``.
+spread the blocks over threads with ``prange``. Call the parallel kernels through
+:func:`run_parallel`, which schedules the iterations dynamically in small chunks so that
+a core busy with other work does not hold up the whole call (setting the chunk size
+inside a kernel would stop Numba from caching it).
 
 This module imports Numba; :mod:`physioemo.dsp` imports it only on first use.
 """
@@ -15,6 +18,16 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+
+
+def run_parallel(kernel, chunksize, *args):
+    """Call a ``parallel=True`` kernel with dynamic scheduling of ``chunksize`` iterations."""
+    previous = nb.set_parallel_chunksize(chunksize)
+    try:
+        return kernel(*args)
+    finally:
+        nb.set_parallel_chunksize(previous)
+
 
 #: Rows filtered together by the offline kernels (interleaved for instruction-level
 #: parallelism; 4 float64 lanes fill one AVX2 register).
@@ -67,23 +80,28 @@ def sos_causal(sos, zi, x, out):
     out : ndarray, shape (n_rows, n_times)
         Written with ``sosfilt(sos, x[i], zi=zi * x[i, 0])``.
     """
+    n_blocks = (x.shape[0] + _BLOCK - 1) // _BLOCK
+    for bi in nb.prange(n_blocks):
+        _causal_block(sos, zi, x, out, bi * _BLOCK)
+
+
+@nb.njit(cache=True, nogil=True)
+def _causal_block(sos, zi, x, out, r0):
+    """Rows ``r0:r0 + _BLOCK`` of :func:`sos_causal`."""
     n_rows, n_times = x.shape
     n_sec = sos.shape[0]
-    n_blocks = (n_rows + _BLOCK - 1) // _BLOCK
-    for bi in nb.prange(n_blocks):
-        r0 = bi * _BLOCK
-        n_used = min(_BLOCK, n_rows - r0)
-        buf = np.zeros((n_times, _BLOCK))
-        for j in range(n_used):
-            for t in range(n_times):
-                buf[t, j] = x[r0 + j, t]
-        z0 = np.empty((n_sec, _BLOCK))
-        z1 = np.empty((n_sec, _BLOCK))
-        _init_state(zi, buf, 0, z0, z1)
-        _cascade(sos, buf, z0, z1, 0, n_times, 1)
-        for j in range(n_used):
-            for t in range(n_times):
-                out[r0 + j, t] = buf[t, j]
+    n_used = min(_BLOCK, n_rows - r0)
+    buf = np.zeros((n_times, _BLOCK))
+    for j in range(n_used):
+        for t in range(n_times):
+            buf[t, j] = x[r0 + j, t]
+    z0 = np.empty((n_sec, _BLOCK))
+    z1 = np.empty((n_sec, _BLOCK))
+    _init_state(zi, buf, 0, z0, z1)
+    _cascade(sos, buf, z0, z1, 0, n_times, 1)
+    for j in range(n_used):
+        for t in range(n_times):
+            out[r0 + j, t] = buf[t, j]
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -101,32 +119,37 @@ def sos_zero_phase(sos, zi, x, edge, out):
         Odd-extension length on each side (scipy's ``padlen``).
     out : ndarray, shape (n_rows, n_times)
     """
+    n_blocks = (x.shape[0] + _BLOCK - 1) // _BLOCK
+    for bi in nb.prange(n_blocks):
+        _zero_phase_block(sos, zi, x, edge, out, bi * _BLOCK)
+
+
+@nb.njit(cache=True, nogil=True)
+def _zero_phase_block(sos, zi, x, edge, out, r0):
+    """Rows ``r0:r0 + _BLOCK`` of :func:`sos_zero_phase`."""
     n_rows, n_times = x.shape
     n_sec = sos.shape[0]
     n_ext = n_times + 2 * edge
-    n_blocks = (n_rows + _BLOCK - 1) // _BLOCK
-    for bi in nb.prange(n_blocks):
-        r0 = bi * _BLOCK
-        n_used = min(_BLOCK, n_rows - r0)
-        buf = np.zeros((n_ext, _BLOCK))
-        for j in range(n_used):
-            i = r0 + j
-            first = x[i, 0]
-            last = x[i, n_times - 1]
-            for k in range(edge):
-                buf[k, j] = 2.0 * first - x[i, edge - k]
-                buf[n_times + edge + k, j] = 2.0 * last - x[i, n_times - 2 - k]
-            for t in range(n_times):
-                buf[edge + t, j] = x[i, t]
-        z0 = np.empty((n_sec, _BLOCK))
-        z1 = np.empty((n_sec, _BLOCK))
-        _init_state(zi, buf, 0, z0, z1)
-        _cascade(sos, buf, z0, z1, 0, n_ext, 1)
-        _init_state(zi, buf, n_ext - 1, z0, z1)
-        _cascade(sos, buf, z0, z1, n_ext - 1, -1, -1)
-        for j in range(n_used):
-            for t in range(n_times):
-                out[r0 + j, t] = buf[edge + t, j]
+    n_used = min(_BLOCK, n_rows - r0)
+    buf = np.zeros((n_ext, _BLOCK))
+    for j in range(n_used):
+        i = r0 + j
+        first = x[i, 0]
+        last = x[i, n_times - 1]
+        for k in range(edge):
+            buf[k, j] = 2.0 * first - x[i, edge - k]
+            buf[n_times + edge + k, j] = 2.0 * last - x[i, n_times - 2 - k]
+        for t in range(n_times):
+            buf[edge + t, j] = x[i, t]
+    z0 = np.empty((n_sec, _BLOCK))
+    z1 = np.empty((n_sec, _BLOCK))
+    _init_state(zi, buf, 0, z0, z1)
+    _cascade(sos, buf, z0, z1, 0, n_ext, 1)
+    _init_state(zi, buf, n_ext - 1, z0, z1)
+    _cascade(sos, buf, z0, z1, n_ext - 1, -1, -1)
+    for j in range(n_used):
+        for t in range(n_times):
+            out[r0 + j, t] = buf[edge + t, j]
 
 
 _F1 = nb.types.Array(nb.types.float64, 1, "C")
@@ -217,16 +240,22 @@ def detrend_window(x, win, out):
     win : ndarray, shape (n_samples,)
     out : ndarray, shape (n_outer * n_windows, n_samples)
     """
+    for r in nb.prange(x.shape[0] * x.shape[1]):
+        _detrend_row(x, win, out, r)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _detrend_row(x, win, out, r):
+    """Row ``r`` of :func:`detrend_window`."""
     n_outer, n_win, n_samp = x.shape
-    for r in nb.prange(n_outer * n_win):
-        a = r // n_win
-        b = r - a * n_win
-        mean = 0.0
-        for k in range(n_samp):
-            mean += x[a, b, k]
-        mean /= n_samp
-        for k in range(n_samp):
-            out[r, k] = (x[a, b, k] - mean) * win[k]
+    a = r // n_win
+    b = r - a * n_win
+    mean = 0.0
+    for k in range(n_samp):
+        mean += x[a, b, k]
+    mean /= n_samp
+    for k in range(n_samp):
+        out[r, k] = (x[a, b, k] - mean) * win[k]
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -243,9 +272,15 @@ def band_sums(spec, lo, hi, weight, out):
     out : ndarray, shape (n_rows, n_bands)
     """
     for r in nb.prange(spec.shape[0]):
-        for j in range(lo.shape[0]):
-            acc = 0.0
-            for k in range(lo[j], hi[j]):
-                v = spec[r, k]
-                acc += (v.real * v.real + v.imag * v.imag) * weight[k]
-            out[r, j] = acc
+        _band_row(spec, lo, hi, weight, out, r)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _band_row(spec, lo, hi, weight, out, r):
+    """Row ``r`` of :func:`band_sums`."""
+    for j in range(lo.shape[0]):
+        acc = 0.0
+        for k in range(lo[j], hi[j]):
+            v = spec[r, k]
+            acc += (v.real * v.real + v.imag * v.imag) * weight[k]
+        out[r, j] = acc

@@ -133,9 +133,9 @@ def _apply_sos(data, sos, phase, what):
     zi = np.ascontiguousarray(sosfilt_zi(sos))
     kernels = _kernels()
     if phase == "zero":
-        kernels.sos_zero_phase(sos, zi, x, edge, out)
+        kernels.run_parallel(kernels.sos_zero_phase, 1, sos, zi, x, edge, out)
     else:
-        kernels.sos_causal(sos, zi, x, out)
+        kernels.run_parallel(kernels.sos_causal, 1, sos, zi, x, out)
     return out.reshape(shape)
 
 

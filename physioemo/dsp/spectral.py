@@ -105,9 +105,10 @@ class _Plan:
             if rows > buf.shape[0]:
                 buf = np.empty((rows, n_t))
             b = buf[:rows]
-            _kernels.detrend_window(part, self.window, b)
+            _kernels.run_parallel(_kernels.detrend_window, 256, part, self.window, b)
             spec = fft.rfft(b, axis=-1, workers=-1)
-            _kernels.band_sums(spec, self.lo, self.hi, self.weight, res[a * n_win:a * n_win + rows])
+            _kernels.run_parallel(_kernels.band_sums, 256, spec, self.lo, self.hi, self.weight,
+                                  res[a * n_win:a * n_win + rows])
         if self.relative:
             out[...] = res[:, :-1] / res[:, -1:]
         else:
