@@ -240,6 +240,8 @@ class Acquisition:
             for lst in self.listeners:
                 lst.start()
                 started.append(lst)
+            if self.outlet is not None:
+                self.outlet.start(list(self.bandpower.band_names))
             self.source.start()
             self.t_start = time.monotonic()
             reader = threading.Thread(target=self._reader, name="acquisition-reader",
@@ -298,6 +300,8 @@ class Acquisition:
                 lst.stop()
             if self.view is not None:
                 self.view.stop()
+            if self.outlet is not None:
+                self.outlet.stop()
             summary = self._finish()
         if error is not None:
             raise error
