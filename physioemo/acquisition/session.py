@@ -296,6 +296,8 @@ class Acquisition:
             if "reader" in locals():
                 reader.join(timeout=5.0)
             self.source.stop()
+            if self._pending_filtered:  # the last samples, shorter than an update
+                self._update()
             for lst in started:
                 lst.stop()
             if self.view is not None:
@@ -348,18 +350,22 @@ class Acquisition:
         if self.outlet is not None:
             self.outlet.push(filtered, ts)
         if self._n_pending >= self._update_samples:
-            chunk = np.concatenate(self._pending_filtered, axis=1) \
-                if len(self._pending_filtered) > 1 else self._pending_filtered[0]
-            self._pending_filtered, self._n_pending = [], 0
-            self.features = self.bandpower.update(chunk)
-            if self.features is not None and self.outlet is not None:
-                self.outlet.push_features(self.features)
-            if self.predictor is not None and self.n_done >= self.window_samples:
-                self.prediction = self.predictor(self._raw_window.copy())
-            if self.on_update is not None:
-                self.on_update(chunk, self.features)
+            self._update()
         self._place_markers(final=False)
         self.latencies_s.append(time.perf_counter() - t0)
+
+    def _update(self):
+        """Band power (and prediction) on the filtered samples waiting since the last one."""
+        chunk = np.concatenate(self._pending_filtered, axis=1) \
+            if len(self._pending_filtered) > 1 else self._pending_filtered[0]
+        self._pending_filtered, self._n_pending = [], 0
+        self.features = self.bandpower.update(chunk)
+        if self.features is not None and self.outlet is not None:
+            self.outlet.push_features(self.features)
+        if self.predictor is not None and self.n_done >= self.window_samples:
+            self.prediction = self.predictor(self._raw_window.copy())
+        if self.on_update is not None:
+            self.on_update(chunk, self.features)
 
     def _annotate(self, event):
         self._events.append(f"{event.onset_s:7.1f} s  {event.description}")
