@@ -193,7 +193,7 @@ class ResultStore:
     def append(self, record):
         """Append one record as a single atomic write (safe across processes)."""
         line = (json.dumps(record, default=_json_default) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             try:
                 import fcntl
@@ -201,6 +201,9 @@ class ResultStore:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             except ImportError:  # pragma: no cover - not POSIX
                 pass
+            size = os.lseek(fd, 0, os.SEEK_END)
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # a crash left a torn line: never glue onto it
             os.write(fd, line)
             os.fsync(fd)
         finally:
@@ -499,7 +502,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     settings = {"protocol": name, "dimension": dimension, "epochs": epochs,
                 "finetune_epochs": finetune_epochs, "steps_per_epoch": steps_per_epoch,
                 "smoothing": smoothing, "sigma": sigma,
-                "graph": graph, "seed": seed, "folds": None if folds is None else list(folds),
+                "graph": graph, "seed": seed,
                 "model": "histn" if model_fn is None else getattr(
                     model_fn, "__qualname__", repr(model_fn)),
                 "data": _fingerprint(data, labels)}
