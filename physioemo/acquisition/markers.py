@@ -179,7 +179,7 @@ class UDPMarkers(_Listener):
         while not self._stop.is_set():
             try:
                 data = self._sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

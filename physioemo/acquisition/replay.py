@@ -63,7 +63,7 @@ class EDFSource(Source):
             self.physical_max = float(reader.getPhysicalMaximum(0))
             onsets, durations, texts = reader.readAnnotations()
             self.annotations = [{"onset": float(o), "duration": float(d), "description": t}
-                                for o, d, t in zip(onsets, durations, texts)]
+                                for o, d, t in zip(onsets, durations, texts, strict=True)]
             self._reader_path = path
         finally:
             reader.close()

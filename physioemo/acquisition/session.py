@@ -206,8 +206,7 @@ class Acquisition:
 
     # -- main loop -------------------------------------------------------------------------
     def run(self, duration_s=None):
-        """Acquire until ``duration_s`` seconds of samples, :attr:`stop_event`, Ctrl-C or
-        the end of a file.
+        """Acquire until a duration, :attr:`stop_event`, Ctrl-C or the end of a file.
 
         Parameters
         ----------

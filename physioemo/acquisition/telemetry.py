@@ -209,7 +209,7 @@ class Telemetry:
             at_rail = (win <= self.physical_min + margin) | (win >= self.physical_max - margin)
             state[at_rail.mean(axis=1) > self.rail_fraction] = "railed"
         events = []
-        for c, (old, new) in enumerate(zip(self.channel_state, state)):
+        for c, (old, new) in enumerate(zip(self.channel_state, state, strict=True)):
             if new != "ok":
                 self._bad_windows[new][c] += 1
             if new != old:
@@ -265,12 +265,12 @@ class Telemetry:
             "overflow_samples": int(self.n_overflow),
             "quality_windows": int(self.n_windows),
             "railed_s": {c: float(v * per_s) for c, v
-                         in zip(self.ch_names, self._bad_windows["railed"]) if v},
+                         in zip(self.ch_names, self._bad_windows["railed"], strict=True) if v},
             "flat_s": {c: float(v * per_s) for c, v
-                       in zip(self.ch_names, self._bad_windows["flat"]) if v},
+                       in zip(self.ch_names, self._bad_windows["flat"], strict=True) if v},
             "noisy_s": {c: float(v * per_s) for c, v
-                        in zip(self.ch_names, self._bad_windows["noisy"]) if v},
+                        in zip(self.ch_names, self._bad_windows["noisy"], strict=True) if v},
             "line_noise_rms": None if line is None else
-            {c: round(float(v), 4) for c, v in zip(self.ch_names, line)},
+            {c: round(float(v), 4) for c, v in zip(self.ch_names, line, strict=True)},
             "events": len(self.events),
         }

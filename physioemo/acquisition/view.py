@@ -28,7 +28,7 @@ class LogView:
         if now - self._last < self.interval_s:
             return
         self._last = now
-        bad = [f"{c}={s}" for c, s in zip(state["ch_names"], state["channel_state"])
+        bad = [f"{c}={s}" for c, s in zip(state["ch_names"], state["channel_state"], strict=True)
                if s != "ok"]
         rate = state["achieved_sfreq"]
         logger.info("%.1f s recorded, %.2f Hz, %d dropped, %d stalls%s%s", state["elapsed_s"],
@@ -96,7 +96,7 @@ def render(state):
         vals = np.log10(np.maximum(feats, 1e-12)) if state["kind"] == "power" else feats
         lo, hi = float(np.min(vals)), float(np.max(vals))
         scale = (vals - lo) / (hi - lo) if hi > lo else np.zeros_like(vals)
-    for c, (name, qual) in enumerate(zip(state["ch_names"], state["channel_state"])):
+    for c, (name, qual) in enumerate(zip(state["ch_names"], state["channel_state"], strict=True)):
         line = state["line_noise"][c]
         row = [name, Text(qual, style=_STATE_STYLE.get(qual, "")),
                "-" if not np.isfinite(line) else f"{line:.1f}"]

@@ -1,12 +1,14 @@
 """The acquisition loop end to end on BrainFlow's synthetic board (10 s -> EDF+ -> MNE)."""
 
 import json
+import time
 
 import mne
 import numpy as np
 import pytest
 from scipy.signal import sosfilt, sosfilt_zi
 
+from physioemo.acquisition.base import Source
 from physioemo.acquisition.recorder import journal_path, sidecar_path
 from physioemo.dsp import FREQ_BANDS, band_power, design_sos
 
@@ -96,3 +98,70 @@ def test_sidecar_and_telemetry(synthetic_recording):
     assert meta["start_timestamp"] == pytest.approx(ts0)
     summary = synthetic_recording["summary"]
     assert summary["n_markers"] == 3 and summary["telemetry"]["n_samples"] == N
+
+
+class _StallingSource(Source):
+    """250 Hz of sine/cosine that goes silent after ``stall_at`` samples; reconnect()
+    brings it back when ``recovers``."""
+
+    def __init__(self, stall_at, recovers):
+        super().__init__()
+        self.ch_names, self.sfreq = ["A", "B"], 250.0
+        self.physical_min, self.physical_max = -1000.0, 1000.0
+        self.stall_at, self.recovers = stall_at, recovers
+        self.attempts = 0
+        self.sent = 0
+
+    def _start(self):
+        self.t0 = time.time() - self.sent / 250.0
+
+    def _read(self, max_samples):
+        due = min(int((time.time() - self.t0) * 250.0), self.stall_at)
+        i = np.arange(self.sent, max(self.sent, due))
+        self.sent += i.size
+        return (np.vstack([np.sin(i / 10.0), np.cos(i / 10.0)]) * 100, self.t0 + i / 250.0,
+                i % 256)
+
+    def _stop(self):
+        pass
+
+    def reconnect(self):
+        self.attempts += 1
+        if self.recovers:
+            self.stall_at = 10 ** 9
+            self.t0 = time.time() - self.sent / 250.0
+        return self.recovers
+
+
+def test_stall_then_failed_reconnects_stop_cleanly_and_keep_the_data(tmp_path):
+    from physioemo.acquisition.recorder import Recorder
+    from physioemo.acquisition.session import Acquisition
+    from physioemo.exceptions import DeviceError
+
+    src = _StallingSource(300, recovers=False)
+    out = tmp_path / "stall.edf"
+    rec = Recorder(out, ["A", "B"], 250.0, physical_min=-1000.0, physical_max=1000.0)
+    acq = Acquisition(src, rec, stall_s=0.3, max_reconnects=2, notch=None)
+    with pytest.raises(DeviceError, match="no data for .* 2 reconnection attempts failed"):
+        acq.run(20.0)
+    assert src.attempts == 2
+    raw = mne.io.read_raw_edf(out, preload=True, verbose="error")
+    i = np.arange(300)
+    np.testing.assert_allclose(raw.get_data()[:, :300] * 1e6,
+                               np.vstack([np.sin(i / 10.0), np.cos(i / 10.0)]) * 100,
+                               atol=2000 / 65535 / 2 + 1e-9)
+    desc = list(raw.annotations.description)
+    assert desc[:3] == ["STALL 0.3 s", "RECONNECT failed", "RECONNECT failed"]
+    meta = json.loads(sidecar_path(out).read_text())
+    assert meta["telemetry"]["stalls"] == 1 and meta["telemetry"]["reconnects"] == 2
+
+
+def test_stall_then_reconnect_continues(tmp_path):
+    from physioemo.acquisition.session import Acquisition
+
+    src = _StallingSource(200, recovers=True)
+    acq = Acquisition(src, None, stall_s=0.3, max_reconnects=2, notch=None)
+    summary = acq.run(2.0)
+    assert summary["n_times"] == 500 and src.attempts == 1
+    tel = summary["telemetry"]
+    assert tel["stalls"] == 1 and tel["reconnects"] == 1 and tel["dropped_samples"] == 0
