@@ -8,15 +8,17 @@ import torch
 from torch import nn
 
 from ...utils._checks import check_number
+from ._taps import depthwise_taps
 
 
 class ElectrodeConv(nn.Module):
     """Depthwise temporal convolution: each electrode has its own ``kernel_size``-tap filter.
 
     "valid" padding (``n_times -> n_times - kernel_size + 1``), no bias. Computed as
-    ``kernel_size`` shifted multiply-adds, which beats PyTorch's CPU depthwise convolution
-    at these sizes. :meth:`apply_constraints` rescales every electrode's kernel to an L2
-    norm of at most ``max_norm`` (Keras ``MaxNorm`` on the depthwise kernel in HiSTN [1]_).
+    ``kernel_size`` in-place shifted multiply-adds with a hand-written backward, which beats
+    PyTorch's CPU depthwise convolution at these sizes. :meth:`apply_constraints` rescales
+    every electrode's kernel to an L2 norm of at most ``max_norm`` (Keras ``MaxNorm`` on
+    the depthwise kernel in HiSTN [1]_).
 
     Parameters
     ----------
@@ -63,12 +65,7 @@ class ElectrodeConv(nn.Module):
         -------
         y : torch.Tensor, shape (batch, n_channels, n_times - kernel_size + 1)
         """
-        n_out = x.shape[-1] - self.kernel_size + 1
-        w = self.weight.unsqueeze(-1)
-        y = x[..., :n_out] * w[:, 0]
-        for j in range(1, self.kernel_size):
-            y = y + x[..., j:j + n_out] * w[:, j]
-        return y
+        return depthwise_taps(x, self.weight)
 
     def extra_repr(self):  # noqa: D102 (documented by nn.Module)
         return (f"n_channels={self.n_channels}, kernel_size={self.kernel_size}, "

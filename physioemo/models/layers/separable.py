@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...utils._checks import check_number
 from ._blocks import block_diag_in_order, region_index
+from ._taps import depthwise_taps
 
 
 class RegionSeparableConv(nn.Module):
@@ -80,12 +80,7 @@ class RegionSeparableConv(nn.Module):
         -------
         y : torch.Tensor, shape (batch, n_channels, n_times)
         """
-        n_times = x.shape[-1]
-        xp = F.pad(x, (self.pad_before, self.pad_after))
-        w = self.depthwise.unsqueeze(-1)
-        y = xp[..., :n_times] * w[:, 0]
-        for j in range(1, self.kernel_size):
-            y = y + xp[..., j:j + n_times] * w[:, j]
+        y = depthwise_taps(x, self.depthwise, self.pad_before, self.pad_after)
         return self.pointwise_matrix().transpose(0, 1) @ y
 
     def extra_repr(self):  # noqa: D102 (documented by nn.Module)
