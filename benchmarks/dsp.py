@@ -125,24 +125,31 @@ def offline(args, lines):
     mne_subjects = set(range(min(args.mne_subjects, n_sub)))
     for s in range(n_sub):
         x = subject_data(s, n_clips, n_ch, n_times)
-        t0 = time.perf_counter()
-        y_ref, bp_ref = run_scipy(x, sos)
-        times["scipy"] += time.perf_counter() - t0
-        samples["scipy"] += x.size
-        peers = [("physioemo", run_physioemo, x)]
+        peers = [("scipy", lambda d: run_scipy(d, sos), x), ("physioemo", run_physioemo, x)]
         if s in mne_subjects:
             peers.append(("mne", run_mne, x))
         if s < args.brainflow_subjects:
             # BrainFlow's per-window Python calls are slow: a subset of clips, extrapolated
             peers.append(("brainflow", run_brainflow, x[:args.brainflow_clips]))
+        best = {}
+        for rep in range(args.offline_repeats):  # interleaved; best of the repeats
+            for name, fn, data in peers:
+                if rep and name in ("mne", "brainflow"):
+                    continue
+                t0 = time.perf_counter()
+                res = fn(data)
+                dt = time.perf_counter() - t0
+                if name not in best or dt < best[name][0]:
+                    best[name] = (dt, res)
+        y_ref, bp_ref = best["scipy"][1]
         for name, fn, data in peers:
-            t0 = time.perf_counter()
-            y, bp = fn(data)
-            times[name] += time.perf_counter() - t0
+            dt, (y, bp) = best[name]
+            times[name] += dt
             samples[name] += data.size
             k = data.shape[0]
-            agree[name][0] = max(agree[name][0], float(np.max(np.abs(y - y_ref[:k]))))
-            agree[name][1] = max(agree[name][1], rel_diff(bp, bp_ref[:k]))
+            if name != "scipy":
+                agree[name][0] = max(agree[name][0], float(np.max(np.abs(y - y_ref[:k]))))
+                agree[name][1] = max(agree[name][1], rel_diff(bp, bp_ref[:k]))
         print(f"subject {s + 1}/{n_sub}: " + ", ".join(
             f"{k} {times[k]:.2f} s" for k in times if samples[k]), file=sys.stderr)
 
@@ -154,7 +161,8 @@ def offline(args, lines):
         f"sfreq {SFREQ:g} Hz, Butterworth order {ORDER} {L_FREQ:g}-{H_FREQ:g} Hz zero-phase, "
         f"band power of {len(FREQ_BANDS)} bands in non-overlapping {WIN}-sample windows. "
         "Generated and processed subject by subject (same data for all peers; generation "
-        "not timed).\n",
+        f"not timed); per subject, physioemo and scipy run interleaved {args.offline_repeats} "
+        "time(s) and the best time of each is summed (MNE and BrainFlow run once).\n",
         "| peer | measured on | seconds (measured) | seconds (full data) | Msamples/s | "
         "physioemo speed-up | max abs diff filter vs scipy | max rel diff band power vs "
         "scipy |",
@@ -278,12 +286,12 @@ def main(argv=None):
     if args.quick:
         args.subjects, args.n_times, args.mne_subjects = 2, 25_000, 1
         args.brainflow_subjects, args.brainflow_clips = 1, 1
-        args.stream_seconds, args.repeats = 20, 2
+        args.stream_seconds, args.repeats, args.offline_repeats = 20, 2, 1
         default_out = "benchmarks/results/dsp-quick.md"
     else:
         args.subjects, args.n_times, args.mne_subjects = 23, 25_000, 3
         args.brainflow_subjects, args.brainflow_clips = 2, 3
-        args.stream_seconds, args.repeats = 120, 5
+        args.stream_seconds, args.repeats, args.offline_repeats = 120, 5, 2
         default_out = "benchmarks/results/dsp.md"
     out = Path(args.out or default_out)
 

@@ -5,11 +5,8 @@ validates, coerces dtype/contiguity and moves the time axis last). The SOS recur
 is written exactly like SciPy's ``_sosfilt`` (direct form II transposed, same operation
 order, no fast-math), so results are bit-identical to ``scipy.signal.sosfilt`` and
 ``sosfiltfilt``. Offline kernels process ``_BLOCK`` rows at once, interleaved in
-memory, so the independent recursions of several rows fill the CPU pipeline, and
-spread the blocks over threads with ``prange``. Call the parallel kernels through
-:func:`run_parallel`, which schedules the iterations dynamically in small chunks so that
-a core busy with other work does not hold up the whole call (setting the chunk size
-inside a kernel would stop Numba from caching it).
+memory, so the independent recursions of several rows fill the CPU pipeline. They are
+serial and release the GIL; :func:`run_rows` spreads row ranges over a thread pool.
 
 This module imports Numba; :mod:`physioemo.dsp` imports it only on first use.
 """
@@ -20,13 +17,31 @@ import numba as nb
 import numpy as np
 
 
-def run_parallel(kernel, chunksize, *args):
-    """Call a ``parallel=True`` kernel with dynamic scheduling of ``chunksize`` iterations."""
-    previous = nb.set_parallel_chunksize(chunksize)
-    try:
-        return kernel(*args)
-    finally:
-        nb.set_parallel_chunksize(previous)
+def n_threads():
+    """Worker threads for offline work: ``NUMBA_NUM_THREADS`` if set, else the CPU count."""
+    return nb.config.NUMBA_NUM_THREADS
+
+
+def run_rows(kernel, n_rows, rows_per_task, *args):
+    """Run ``kernel(*args, r0, r1)`` over ``range(n_rows)`` in tasks on a thread pool.
+
+    The kernels release the GIL. Many small tasks shared by a few threads balance the
+    load when another process is using one of the cores, which a static split (or a
+    Numba parallel region, whose barrier waits for the slowest thread) does not.
+    """
+    starts = range(0, n_rows, rows_per_task)
+    n_workers = min(len(starts), n_threads())
+    if n_workers <= 1:
+        for r0 in starts:
+            kernel(*args, r0, min(r0 + rows_per_task, n_rows))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(n_workers) as pool:
+        jobs = [pool.submit(kernel, *args, r0, min(r0 + rows_per_task, n_rows))
+                for r0 in starts]
+        for job in jobs:
+            job.result()
 
 
 #: Rows filtered together by the offline kernels (interleaved for instruction-level
@@ -67,9 +82,9 @@ def _init_state(zi, buf, t, z0, z1):
             z1[s, j] = zi[s, 1] * buf[t, j]
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
-def sos_causal(sos, zi, x, out):
-    """Causal SOS filtering of each row, state initialised from the row's first sample.
+@nb.njit(cache=True, nogil=True)
+def sos_causal(sos, zi, x, out, r0, r1):
+    """Causal SOS filtering of rows ``r0:r1``, state initialised from each first sample.
 
     Parameters
     ----------
@@ -78,19 +93,20 @@ def sos_causal(sos, zi, x, out):
         ``scipy.signal.sosfilt_zi(sos)``.
     x : ndarray, shape (n_rows, n_times)
     out : ndarray, shape (n_rows, n_times)
-        Written with ``sosfilt(sos, x[i], zi=zi * x[i, 0])``.
+        Rows ``r0:r1`` are written with ``sosfilt(sos, x[i], zi=zi * x[i, 0])``.
+    r0, r1 : int
+        Row range.
     """
-    n_blocks = (x.shape[0] + _BLOCK - 1) // _BLOCK
-    for bi in nb.prange(n_blocks):
-        _causal_block(sos, zi, x, out, bi * _BLOCK)
+    for b in range(r0, r1, _BLOCK):
+        _causal_block(sos, zi, x, out, b, min(b + _BLOCK, r1))
 
 
 @nb.njit(cache=True, nogil=True)
-def _causal_block(sos, zi, x, out, r0):
-    """Rows ``r0:r0 + _BLOCK`` of :func:`sos_causal`."""
-    n_rows, n_times = x.shape
+def _causal_block(sos, zi, x, out, r0, r1):
+    """Rows ``r0:r1`` (at most ``_BLOCK``) of :func:`sos_causal`, interleaved."""
+    n_times = x.shape[1]
     n_sec = sos.shape[0]
-    n_used = min(_BLOCK, n_rows - r0)
+    n_used = r1 - r0
     buf = np.zeros((n_times, _BLOCK))
     for j in range(n_used):
         for t in range(n_times):
@@ -104,9 +120,9 @@ def _causal_block(sos, zi, x, out, r0):
             out[r0 + j, t] = buf[t, j]
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
-def sos_zero_phase(sos, zi, x, edge, out):
-    """Forward-backward SOS filtering, exactly ``scipy.signal.sosfiltfilt`` (odd padding).
+@nb.njit(cache=True, nogil=True)
+def sos_zero_phase(sos, zi, x, edge, out, r0, r1):
+    """Forward-backward SOS filtering of rows ``r0:r1``, exactly ``scipy.signal.sosfiltfilt``.
 
     Parameters
     ----------
@@ -118,19 +134,20 @@ def sos_zero_phase(sos, zi, x, edge, out):
     edge : int
         Odd-extension length on each side (scipy's ``padlen``).
     out : ndarray, shape (n_rows, n_times)
+    r0, r1 : int
+        Row range.
     """
-    n_blocks = (x.shape[0] + _BLOCK - 1) // _BLOCK
-    for bi in nb.prange(n_blocks):
-        _zero_phase_block(sos, zi, x, edge, out, bi * _BLOCK)
+    for b in range(r0, r1, _BLOCK):
+        _zero_phase_block(sos, zi, x, edge, out, b, min(b + _BLOCK, r1))
 
 
 @nb.njit(cache=True, nogil=True)
-def _zero_phase_block(sos, zi, x, edge, out, r0):
-    """Rows ``r0:r0 + _BLOCK`` of :func:`sos_zero_phase`."""
-    n_rows, n_times = x.shape
+def _zero_phase_block(sos, zi, x, edge, out, r0, r1):
+    """Rows ``r0:r1`` (at most ``_BLOCK``) of :func:`sos_zero_phase`, interleaved."""
+    n_times = x.shape[1]
     n_sec = sos.shape[0]
     n_ext = n_times + 2 * edge
-    n_used = min(_BLOCK, n_rows - r0)
+    n_used = r1 - r0
     buf = np.zeros((n_ext, _BLOCK))
     for j in range(n_used):
         i = r0 + j
@@ -229,38 +246,40 @@ def sos_stream(sos, zi, x, out, z, xc, counters):
     return 0
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
-def detrend_window(x, win, out):
-    """Remove each window's mean and multiply by ``win``.
+@nb.njit(cache=True, nogil=True)
+def detrend_window(x, win, r0, out):
+    """Remove each window's mean and multiply by ``win``, for rows ``r0:r0 + len(out)``.
+
+    Serial and GIL-free: :mod:`physioemo.dsp.spectral` runs batches of rows in threads
+    (one Numba parallel region per small batch would cost a thread wake-up each).
 
     Parameters
     ----------
     x : ndarray, shape (n_outer, n_windows, n_samples)
-        Any strides (e.g. a :func:`sliding_windows` view).
+        Any strides (e.g. a :func:`sliding_windows` view); row ``r`` is
+        ``x[r // n_windows, r % n_windows]``.
     win : ndarray, shape (n_samples,)
-    out : ndarray, shape (n_outer * n_windows, n_samples)
+    r0 : int
+        First row.
+    out : ndarray, shape (n_rows, n_samples)
     """
-    for r in nb.prange(x.shape[0] * x.shape[1]):
-        _detrend_row(x, win, out, r)
+    n_win = x.shape[1]
+    n_samp = x.shape[2]
+    for i in range(out.shape[0]):
+        r = r0 + i
+        a = r // n_win
+        b = r - a * n_win
+        mean = 0.0
+        for k in range(n_samp):
+            mean += x[a, b, k]
+        mean /= n_samp
+        for k in range(n_samp):
+            out[i, k] = (x[a, b, k] - mean) * win[k]
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _detrend_row(x, win, out, r):
-    """Row ``r`` of :func:`detrend_window`."""
-    n_outer, n_win, n_samp = x.shape
-    a = r // n_win
-    b = r - a * n_win
-    mean = 0.0
-    for k in range(n_samp):
-        mean += x[a, b, k]
-    mean /= n_samp
-    for k in range(n_samp):
-        out[r, k] = (x[a, b, k] - mean) * win[k]
-
-
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def band_sums(spec, lo, hi, weight, out):
-    """Weighted sums of ``|spec|**2`` over bin ranges.
+    """Weighted sums of ``|spec|**2`` over bin ranges (serial, GIL-free).
 
     Parameters
     ----------
@@ -271,16 +290,10 @@ def band_sums(spec, lo, hi, weight, out):
         Per-bin factor (density scaling, one-sided doubling, bin width).
     out : ndarray, shape (n_rows, n_bands)
     """
-    for r in nb.prange(spec.shape[0]):
-        _band_row(spec, lo, hi, weight, out, r)
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _band_row(spec, lo, hi, weight, out, r):
-    """Row ``r`` of :func:`band_sums`."""
-    for j in range(lo.shape[0]):
-        acc = 0.0
-        for k in range(lo[j], hi[j]):
-            v = spec[r, k]
-            acc += (v.real * v.real + v.imag * v.imag) * weight[k]
-        out[r, j] = acc
+    for r in range(spec.shape[0]):
+        for j in range(lo.shape[0]):
+            acc = 0.0
+            for k in range(lo[j], hi[j]):
+                v = spec[r, k]
+                acc += (v.real * v.real + v.imag * v.imag) * weight[k]
+            out[r, j] = acc

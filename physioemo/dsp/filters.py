@@ -22,6 +22,8 @@ from ..utils._checks import check_array, check_freq, check_number, check_option,
 __all__ = ["design_sos", "filter_data", "notch_filter", "StreamingFilter"]
 
 _PHASES = ("zero", "causal")
+#: Rows per thread-pool task in offline filtering (a multiple of the kernels' row block).
+_ROWS_PER_TASK = 8
 
 
 def _kernels():
@@ -133,9 +135,10 @@ def _apply_sos(data, sos, phase, what):
     zi = np.ascontiguousarray(sosfilt_zi(sos))
     kernels = _kernels()
     if phase == "zero":
-        kernels.run_parallel(kernels.sos_zero_phase, 1, sos, zi, x, edge, out)
+        kernels.run_rows(kernels.sos_zero_phase, x.shape[0], _ROWS_PER_TASK, sos, zi, x, edge,
+                         out)
     else:
-        kernels.run_parallel(kernels.sos_causal, 1, sos, zi, x, out)
+        kernels.run_rows(kernels.sos_causal, x.shape[0], _ROWS_PER_TASK, sos, zi, x, out)
     return out.reshape(shape)
 
 

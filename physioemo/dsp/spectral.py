@@ -21,8 +21,8 @@ from .bands import FREQ_BANDS
 __all__ = ["band_power", "differential_entropy", "sliding_windows", "OnlineBandPower"]
 
 _KINDS = ("power", "de")
-#: Windows handled per batch (keeps the FFT buffers in cache and memory bounded).
-_BATCH_ROWS = 8192
+#: Samples per batch of windows (~1 MB of float64: the FFT buffers stay in cache).
+_BATCH_SAMPLES = 131_072
 
 
 def _check_bands(bands, sfreq):
@@ -86,29 +86,26 @@ class _Plan:
                 f"windows of {n_times} samples at sfreq={sfreq} (bin width {df:g} Hz); use "
                 "longer windows or wider bands.")
 
-    def compute(self, x3, out):
-        """Band powers of every window of ``x3`` (n_outer, n_windows, n_times) into out."""
+    def _batch(self, x3, res, r0, r1):
+        """Band powers of rows ``r0:r1`` (GIL released in every step)."""
         from scipy import fft
 
         from . import _kernels
 
-        n_outer, n_win, n_t = x3.shape
-        n_rows = n_outer * n_win
-        n_bands = self.lo.size
-        buf = np.empty((min(n_rows, _BATCH_ROWS), n_t))
-        res = np.empty((n_rows, n_bands))
-        # batches of whole outer rows (at least one)
-        per = max(1, _BATCH_ROWS // max(n_win, 1))
-        for a in range(0, n_outer, per):
-            part = x3[a:a + per]
-            rows = part.shape[0] * n_win
-            if rows > buf.shape[0]:
-                buf = np.empty((rows, n_t))
-            b = buf[:rows]
-            _kernels.run_parallel(_kernels.detrend_window, 256, part, self.window, b)
-            spec = fft.rfft(b, axis=-1, workers=-1)
-            _kernels.run_parallel(_kernels.band_sums, 256, spec, self.lo, self.hi, self.weight,
-                                  res[a * n_win:a * n_win + rows])
+        buf = np.empty((r1 - r0, self.n_times))
+        _kernels.detrend_window(x3, self.window, r0, buf)
+        spec = fft.rfft(buf, axis=-1, overwrite_x=True)
+        _kernels.band_sums(spec, self.lo, self.hi, self.weight, res[r0:r1])
+
+    def compute(self, x3, out):
+        """Band powers of every window of ``x3`` (n_outer, n_windows, n_times) into out."""
+        from . import _kernels
+
+        n_rows = x3.shape[0] * x3.shape[1]
+        res = np.empty((n_rows, self.lo.size))
+        # batches small enough for the cache, spread over a few threads
+        step = max(1, _BATCH_SAMPLES // self.n_times)
+        _kernels.run_rows(self._batch, n_rows, step, x3, res)
         if self.relative:
             out[...] = res[:, :-1] / res[:, -1:]
         else:

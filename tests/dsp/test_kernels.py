@@ -17,7 +17,7 @@ def test_sos_causal_kernel(sos, n_rows):
     x = np.random.default_rng(n_rows).standard_normal((n_rows, 777))
     zi = signal.sosfilt_zi(sos)
     out = np.full_like(x, np.nan)
-    _kernels.sos_causal(sos, zi, x, out)
+    _kernels.sos_causal(sos, zi, x, out, 0, n_rows)
     ref = signal.sosfilt(sos, x, zi=zi[:, None, :] * x[None, :, :1])[0]
     np.testing.assert_array_equal(out, ref)
 
@@ -27,10 +27,14 @@ def test_sos_zero_phase_kernel(sos, n_rows):
     x = np.random.default_rng(n_rows).standard_normal((n_rows, 500))
     zi = signal.sosfilt_zi(sos)
     out = np.full_like(x, np.nan)
-    _kernels.sos_zero_phase(sos, zi, x, 33, out)  # 5 sections: padlen 3 * 11
+    _kernels.sos_zero_phase(sos, zi, x, 33, out, 0, n_rows)  # 5 sections: padlen 3 * 11
     np.testing.assert_array_equal(out, signal.sosfiltfilt(sos, x))
-    _kernels.sos_zero_phase(sos, zi, x, 7, out)  # any padding length
+    _kernels.sos_zero_phase(sos, zi, x, 7, out, 0, n_rows)  # any padding length
     np.testing.assert_array_equal(out, signal.sosfiltfilt(sos, x, padlen=7))
+    part = np.full_like(x, np.nan)  # a row range leaves the other rows alone
+    _kernels.sos_zero_phase(sos, zi, x, 33, part, n_rows // 2, n_rows)
+    np.testing.assert_array_equal(part[n_rows // 2:], signal.sosfiltfilt(sos, x[n_rows // 2:]))
+    assert np.isnan(part[:n_rows // 2]).all()
 
 
 def test_sos_stream_kernel_carries_state(sos):
@@ -70,9 +74,18 @@ def test_detrend_window_kernel():
     view = np.lib.stride_tricks.sliding_window_view(x, 64, axis=-1)[:, ::50]  # strided
     win = signal.get_window("hann", 64)
     out = np.empty((view.shape[0] * view.shape[1], 64))
-    _kernels.detrend_window(view, win, out)
-    ref = signal.detrend(view, type="constant", axis=-1) * win
-    np.testing.assert_allclose(out, ref.reshape(out.shape), rtol=0, atol=1e-14)
+    _kernels.detrend_window(view, win, 0, out)
+    ref = (signal.detrend(view, type="constant", axis=-1) * win).reshape(out.shape)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-14)
+    part = np.empty((4, 64))  # rows 3..6 only
+    _kernels.detrend_window(view, win, 3, part)
+    np.testing.assert_allclose(part, ref[3:7], rtol=0, atol=1e-14)
+
+
+def test_run_rows_covers_every_row_once():
+    calls = []
+    _kernels.run_rows(lambda tag, r0, r1: calls.append((tag, r0, r1)), 21, 8, "t")
+    assert sorted(calls) == [("t", 0, 8), ("t", 8, 16), ("t", 16, 21)]
 
 
 def test_band_sums_kernel():
