@@ -116,7 +116,7 @@ def trials_table(study, metrics=("weighted_f1", "seq2hr")):
             if t.datetime_complete and t.datetime_start else ""
         writer.writerow(
             [t.number, t.state.name, "" if t.value is None else repr(float(t.value)),
-             t.user_attrs.get("lineage", ""), "" if retried_from(t) is None
+             t.user_attrs.get("lineage", t.number), "" if retried_from(t) is None
              else retried_from(t), len(folds), duration,
              t.datetime_start.isoformat() if t.datetime_start else "",
              t.datetime_complete.isoformat() if t.datetime_complete else ""]

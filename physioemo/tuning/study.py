@@ -742,8 +742,10 @@ def run_worker(study, objective, *, n_trials, lock, retry, timeout=None, poll_s=
 
 def _run_trial(study, trial, objective, retry):
     retried = retried_from(study._storage.get_trial(trial._trial_id))
-    # The original trial's number names the lineage (its work folder is reused on retry).
-    trial.set_user_attr("lineage", trial.number if retried is None else retried)
+    if retried is not None:
+        # The original trial's number names the lineage (its work folder is reused); an
+        # original trial is its own lineage, which saves a storage write per trial.
+        trial.set_user_attr("lineage", retried)
     logger.info("trial %d started%s: %s", trial.number,
                 f" (retry of trial {retried})" if retried is not None else "",
                 trial.params or "sampling")
