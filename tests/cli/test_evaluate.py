@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from physioemo.cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def _no_real_dreamer(monkeypatch, tmp_path):
+    monkeypatch.delenv("PHYSIOEMO_DREAMER_PATH", raising=False)
+    monkeypatch.setenv("PHYSIOEMO_CACHE_DIR", str(tmp_path / "cache"))
+
+
+TINY = ["--synthetic-subjects", "2", "--synthetic-seconds", "62", "--threads", "1", "-q"]
+
+
+def test_evaluate_end_to_end_and_config_round_trip(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["evaluate", "--protocol", "no-pretrain", "--subjects", "1", "2",
+                 "--epochs", "2", "--smoothing", "both", "--seed", "3", "--out", str(out),
+                 *TINY])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "WARNING: no --dreamer given" in err and "GENERATED" in err
+    for name in ("config.yaml", "run.json", "results.csv", "results.md", "report.html",
+                 "synthetic_dreamer.mat", "gaussian/results.jsonl", "onehot/results.jsonl"):
+        assert (out / name).is_file(), name
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["protocol"] == "no-pretrain" and cfg["subjects"] == [1, 2]
+    assert cfg["seed"] == 3 and cfg["epochs"] == 2 and cfg["dreamer"] is None
+    recs = [json.loads(x) for x in (out / "gaussian/results.jsonl").read_text().splitlines()]
+    assert sorted(r["subject"] for r in recs) == [1, 2]
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "not ours" in html
+    assert "Gaussian vs one-hot" in html
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("protocol,dimension,smoothing,subject")
+    assert len(rows) == 1 + 2 * (2 + 2)  # 2 smoothings x (2 subjects + mean + std)
+    # the written config reproduces the run (into another directory)
+    out2 = tmp_path / "again"
+    assert main(["evaluate", "--config", str(out / "config.yaml"), "--out", str(out2),
+                 "-q"]) == 0
+    recs2 = [json.loads(x) for x in (out2 / "gaussian/results.jsonl").read_text().splitlines()]
+    key = lambda r: r["subject"]  # noqa: E731
+    for a, b in zip(sorted(recs, key=key), sorted(recs2, key=key), strict=True):
+        assert a["metrics"] == b["metrics"] and a["curve"] == b["curve"]
+
+
+def test_evaluate_sd_writes_checkpoint_and_table(tmp_path, capsys):
+    out = tmp_path / "sd"
+    code = main(["evaluate", "--protocol", "sd", "--subjects", "2", "--epochs", "1",
+                 "--steps-per-epoch", "1", "--out", str(out), *TINY])
+    assert code == 0
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["fold"] for x in lines) == list(range(10))
+    assert (out / "checkpoints" / "subject02.pt").is_file()
+    md = (out / "results.md").read_text()
+    assert "| 2 | 10 |" in md and "96.82" in md  # the paper's number, labelled as such
+    f1 = [json.loads(x)["metrics"]["weighted_f1"] for x in lines]
+    assert f"{np.mean(f1):.2f}" in md
+
+
+@pytest.mark.parametrize("argv, match, code", [
+    (["--protocol", "sd"], "no output directory given", 2),
+    (["--protocol", "sd", "--subjects", "0", "--out", "X"], "subjects=0 is out of range", 2),
+    (["--protocol", "sd", "--epochs", "0", "--out", "X"], "epochs=0 is out of range", 2),
+    (["--dreamer", "missing.mat", "--out", "X"], "DREAMER file not found", 1),
+])
+def test_evaluate_bad_input_is_one_line(tmp_path, capsys, monkeypatch, argv, match, code):
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", *argv]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0]
+
+
+def test_evaluate_unknown_config_key(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("protocol: sd\nlearning_rate: 0.1\n")
+    assert main(["evaluate", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown key(s) ['learning_rate']" in capsys.readouterr().err
