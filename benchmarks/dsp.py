@@ -127,7 +127,7 @@ def offline(args, lines):
         x = subject_data(s, n_clips, n_ch, n_times)
         peers = [("scipy", lambda d: run_scipy(d, sos), x), ("physioemo", run_physioemo, x)]
         if s in mne_subjects:
-            peers.append(("mne", run_mne, x))
+            peers.append(("mne", run_mne, x[:args.mne_clips]))
         if s < args.brainflow_subjects:
             # BrainFlow's per-window Python calls are slow: a subset of clips, extrapolated
             peers.append(("brainflow", run_brainflow, x[:args.brainflow_clips]))
@@ -142,7 +142,7 @@ def offline(args, lines):
                 if name not in best or dt < best[name][0]:
                     best[name] = (dt, res)
         y_ref, bp_ref = best["scipy"][1]
-        for name, fn, data in peers:
+        for name, _, data in peers:
             dt, (y, bp) = best[name]
             times[name] += dt
             samples[name] += data.size
@@ -284,12 +284,12 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="output markdown file")
     args = parser.parse_args(argv)
     if args.quick:
-        args.subjects, args.n_times, args.mne_subjects = 2, 25_000, 1
+        args.subjects, args.n_times, args.mne_subjects, args.mne_clips = 2, 25_000, 1, 4
         args.brainflow_subjects, args.brainflow_clips = 1, 1
         args.stream_seconds, args.repeats, args.offline_repeats = 20, 2, 1
         default_out = "benchmarks/results/dsp-quick.md"
     else:
-        args.subjects, args.n_times, args.mne_subjects = 23, 25_000, 3
+        args.subjects, args.n_times, args.mne_subjects, args.mne_clips = 23, 25_000, 3, 18
         args.brainflow_subjects, args.brainflow_clips = 2, 3
         args.stream_seconds, args.repeats, args.offline_repeats = 120, 5, 2
         default_out = "benchmarks/results/dsp.md"
