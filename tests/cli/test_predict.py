@@ -1,0 +1,83 @@
+import csv
+
+import numpy as np
+import pyedflib
+import pytest
+import torch
+
+from physioemo.cli.main import main
+from physioemo.datasets.dreamer import EEG_CHANNELS
+from physioemo.models import build_model, save_checkpoint
+
+
+def _write_edf(path, names, sfreq, seconds, seed=0):
+    rng = np.random.default_rng(seed)
+    n = int(sfreq * seconds)
+    sig = 4000 + 20 * rng.standard_normal((len(names), n))
+    with pyedflib.EdfWriter(str(path), len(names), file_type=pyedflib.FILETYPE_EDFPLUS) as w:
+        w.setSignalHeaders([{"label": name, "dimension": "uV", "sample_frequency": sfreq,
+                             "physical_min": 3000.0, "physical_max": 5000.0,
+                             "digital_min": -32768, "digital_max": 32767}
+                            for name in names])
+        w.writeSamples(list(sig))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("histn", n_channels=14, n_times=128, n_outputs=5, dropout=0.5).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, model, extra={"ch_names": list(EEG_CHANNELS), "sfreq": 128.0,
+                                        "window_samples": 128, "dimension": "valence"})
+    return path, model
+
+
+def test_predict_matches_manual_pipeline(tmp_path, checkpoint, capsys):
+    path, model = checkpoint
+    edf = tmp_path / "rec.edf"
+    names = ["EEG " + c for c in EEG_CHANNELS[::-1]] + ["ECG"]  # shuffled order, extras
+    _write_edf(edf, names, 128, 70)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(path), "--edf", str(edf), "--out",
+                 str(out)]) == 0
+    with open(out) as fid:
+        rows = list(csv.DictReader(fid))
+    assert len(rows) == 70
+    proba = np.array([[float(r[f"p_rating{k}"]) for k in range(1, 6)] for r in rows])
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+    assert [int(r["predicted_rating"]) for r in rows] == list(proba.argmax(1) + 1)
+    # independent oracle: pyedflib read, numpy normalisation, plain forward pass
+    with pyedflib.EdfReader(str(edf)) as r:
+        labels = r.getSignalLabels()
+        x = np.stack([r.readSignal(labels.index("EEG " + c)) for c in EEG_CHANNELS])
+    base = x[:, :1280]
+    z = (x - base.mean(1, keepdims=True)) / base.std(1, keepdims=True)
+    z[:, :7680] /= np.abs(z[:, :7680]).max(1, keepdims=True)
+    z[:, 7680:] /= np.abs(z[:, 7680:]).max(1, keepdims=True)
+    win = np.stack([z[:, i * 128:(i + 1) * 128] for i in range(70)]).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(win)), 1).numpy()
+    np.testing.assert_allclose(proba, expected, atol=2e-5)
+
+
+def test_predict_resamples(tmp_path, checkpoint, capsys):
+    path, _ = checkpoint
+    edf = tmp_path / "rec256.edf"
+    _write_edf(edf, list(EEG_CHANNELS), 256, 20)
+    assert main(["predict", "--checkpoint", str(path), "--edf", str(edf), "--step",
+                 "0.5"]) == 0
+    out = edf.with_suffix(".predictions.csv")
+    assert len(out.read_text().splitlines()) == 1 + 39  # (2560 - 128) // 64 + 1
+    assert "39 windows" in capsys.readouterr().out
+
+
+def test_predict_missing_channel_is_one_line(tmp_path, checkpoint, capsys):
+    path, _ = checkpoint
+    edf = tmp_path / "bad.edf"
+    _write_edf(edf, list(EEG_CHANNELS[:-1]) + ["Cz"], 128, 12)
+    assert main(["predict", "--checkpoint", str(path), "--edf", str(edf)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lacks the channel(s) ['AF4']" in err[0]
+    assert main(["predict", "--checkpoint", str(tmp_path / "no.pt"), "--edf",
+                 str(edf)]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
