@@ -107,3 +107,34 @@ def test_wrong_sampling_rate_in_playback_file(tmp_path, capsys):
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(Exception, match="unknown device"):
         main(["acquire", "--device", "nope", "--out", str(tmp_path / "x.edf"), "--debug"])
+
+
+def test_ctrl_c_stops_cleanly_at_a_whole_second(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from physioemo.acquisition.recorder import PADDING_ANNOTATION, journal_path
+
+    out = tmp_path / "ctrl-c.edf"
+    proc = subprocess.Popen([sys.executable, "-m", "physioemo.cli.main", "acquire",
+                             "--device", "synthetic", "--out", str(out), "--no-tui", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    samples = journal_path(out) / "samples.f64"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if samples.exists() and samples.stat().st_size >= 16 * 8 * int(250 * 2.3):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr.decode()
+    assert stdout.decode().strip() == str(out)
+    raw = mne.io.read_raw_edf(out, verbose="error")
+    assert raw.n_times in (750, 1000)  # finished the second it was in: nothing padded
+    assert PADDING_ANNOTATION not in raw.annotations.description
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["padded_samples"] == 0 and meta["n_times"] == raw.n_times
+    assert not journal_path(out).exists() and os.path.getsize(out) > 0
