@@ -2,9 +2,10 @@
 
 A profile names the BrainFlow board id, channel names, sampling rate, line frequency,
 physical units and range, and the connection parameters a user must give. The YAML files
-in ``devices/`` are the one source of truth; an installed wheel carries the same files as
-package data (``physioemo/acquisition/profiles/``, copied at build time), and
-``PHYSIOEMO_DEVICES_DIR`` points at a folder of extra or replacement profiles.
+in ``devices/`` are the one source of truth: ``physioemo/acquisition/profiles`` is a
+symbolic link to it, packaged as package data (so a wheel carries copies of the same
+files), and ``PHYSIOEMO_DEVICES_DIR`` points at a folder of extra or replacement
+profiles.
 """
 
 from __future__ import annotations
@@ -104,20 +105,17 @@ def profile_dirs():
     Returns
     -------
     dirs : list of Path
-        ``$PHYSIOEMO_DEVICES_DIR`` (if set), the repository's ``devices/`` (in a
-        checkout) and the installed package data ``physioemo/acquisition/profiles/``.
+        ``$PHYSIOEMO_DEVICES_DIR`` (if set), then ``physioemo/acquisition/profiles/``: in
+        a checkout that is a symbolic link to the repository's ``devices/`` (the one
+        source of truth); in an installed wheel it holds copies of the same files.
     """
     dirs = []
     env = os.environ.get("PHYSIOEMO_DEVICES_DIR")
     if env:
         dirs.append(Path(env).expanduser())
-    here = Path(__file__).resolve().parent
-    repo = here.parents[1] / "devices"
-    if repo.is_dir():
-        dirs.append(repo)
-    packaged = here / "profiles"
+    packaged = Path(__file__).resolve().parent / "profiles"
     if packaged.is_dir():
-        dirs.append(packaged)
+        dirs.append(packaged.resolve())
     return dirs
 
 

@@ -1,6 +1,7 @@
 """Device profiles: every YAML loads and agrees with BrainFlow's own board table."""
 
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,11 @@ def test_all_profiles_present():
     assert names == sorted(["synthetic", "playback", "cyton", "cyton-daisy", "ganglion",
                             "cyton-wifi", "cyton-daisy-wifi", "ganglion-wifi",
                             "emotiv-epoc"])
-    assert profile_dirs()[0].name == "devices"
+    # in a checkout the packaged folder is the repository's devices/ itself
+    import physioemo
+
+    repo_devices = Path(physioemo.__file__).resolve().parents[1] / "devices"
+    assert profile_dirs() == [repo_devices.resolve()]
 
 
 @pytest.mark.parametrize("profile", [p for p in list_profiles()
