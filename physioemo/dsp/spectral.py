@@ -116,6 +116,8 @@ class _Plan:
 def _band_power(data, sfreq, bands, relative, name="data"):
     sfreq = check_sfreq(sfreq)
     data = check_array(name, data, min_ndim=2)
+    if data.dtype != np.float64:  # float16/float32/longdouble: compute in float64
+        data = data.astype(np.float64)
     n_times = data.shape[-1]
     if n_times < 2:
         raise DataError(f"{name} has {n_times} sample(s) on its last axis; band power needs at "

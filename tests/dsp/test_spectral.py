@@ -48,6 +48,13 @@ def test_band_power_matches_periodogram(sfreq, n_times):
     np.testing.assert_allclose(got, oracle_band_power(x, sfreq), rtol=1e-10, atol=0)
 
 
+def test_band_power_other_float_dtypes(windows):
+    for dtype in (np.float32, np.float16):
+        x = windows[0].astype(dtype)
+        np.testing.assert_allclose(band_power(x, 128.0),
+                                   oracle_band_power(x.astype(np.float64), 128.0), rtol=1e-10)
+
+
 def test_band_power_relative_and_custom_bands(windows):
     np.testing.assert_allclose(band_power(windows, 128.0, relative=True),
                                oracle_band_power(windows, 128.0, relative=True), rtol=1e-10)
