@@ -56,13 +56,14 @@ class _Plan:
     """Window, bin ranges and per-bin weights for one (sfreq, n_times, bands) setting."""
 
     def __init__(self, sfreq, n_times, bands, relative):
+        from scipy.fft import rfftfreq
         from scipy.signal import get_window
 
         self.names, lows, highs = _check_bands(bands, sfreq)
         self.relative = relative
         self.n_times = n_times
         self.window = np.ascontiguousarray(get_window("hann", n_times), dtype=np.float64)
-        freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+        freqs = rfftfreq(n_times, 1.0 / sfreq)  # the same bin frequencies as periodogram
         # periodogram density scaling, one-sided doubling (not DC, not an even-length
         # Nyquist bin), times the bin width: power = sum(Pxx[bins]) * df.
         df = sfreq / n_times
@@ -74,7 +75,7 @@ class _Plan:
         if relative:
             lows = np.append(lows, lows.min())
             highs = np.append(highs, highs.max())
-        # bins with low <= f < high; f_k = k * df, found with exact comparisons
+        # bins with low <= f < high, by exact comparison with periodogram's frequencies
         self.lo = np.searchsorted(freqs, lows, side="left").astype(np.int64)
         self.hi = np.searchsorted(freqs, highs, side="left").astype(np.int64)
         empty = np.flatnonzero(self.hi <= self.lo)
