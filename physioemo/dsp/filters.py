@@ -262,7 +262,7 @@ class StreamingFilter:
     def __repr__(self):
         return (f"StreamingFilter(sfreq={self.sfreq!r}, n_channels={self.n_channels!r}, "
                 f"l_freq={self.l_freq!r}, h_freq={self.h_freq!r}, notch={self.notch!r}, "
-                f"order={self.order!r})")
+                f"order={self.order!r}, quality={self.quality!r})")
 
     def reset(self):
         """Design the filter (if needed) and forget the state; return ``self``."""

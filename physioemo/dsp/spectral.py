@@ -258,6 +258,11 @@ class OnlineBandPower:
         self.kind = kind
         self.relative = relative
 
+    def __repr__(self):
+        return (f"OnlineBandPower(sfreq={self.sfreq!r}, n_channels={self.n_channels!r}, "
+                f"window_samples={self.window_samples!r}, bands={self.bands!r}, "
+                f"kind={self.kind!r}, relative={self.relative!r})")
+
     def reset(self):
         """Validate the settings and forget all samples; return ``self``."""
         sfreq = check_sfreq(self.sfreq)
