@@ -193,8 +193,9 @@ def main():
         lines += ["", pg_note]
     lines += ["", "physioemo's worker adds, per trial: one study-wide lock (flock / PostgreSQL "
               "advisory lock / in-process), a read of all trials to count the budget, a "
-              "heartbeat thread (one write at start, then every 60 s), and the `lineage` "
-              "user attribute. The PostgreSQL server runs with fsync on (durable defaults).",
+              "heartbeat thread (one write at start, then every 60 s), and a `lineage` "
+              "user attribute on retried trials only. The PostgreSQL server runs with fsync "
+              "on (durable defaults).",
               "", "## Trials per hour, fixed small search", "",
               f"{args.search_trials} HiSTN trials (sd-strict, subject 1, fold 0, 1 epoch x 4 "
               "steps, generated 2-subject DREAMER file, journal storage). Wall = the whole "

@@ -179,7 +179,8 @@ def test_two_workers_run_exactly_n_trials(kind, tmp_path, request, space_file, s
     for out in (tmp_path / "out0", tmp_path / "out1"):
         info = json.loads((out / "study.json").read_text())
         assert "s3cret-pw" not in (out / "study.json").read_text()
-        assert "s3cret-pw" not in (out / "config.yaml").read_text()
+        for name in ("config.yaml", "run.json", "trials.csv"):
+            assert "s3cret-pw" not in (out / name).read_text()
         assert info["storage_kind"] == ("journal" if kind == "journal" else "rdb")
 
 
@@ -209,6 +210,7 @@ def test_killed_worker_trial_is_retried(kind, tmp_path, request, space_file, sta
     retries = [t for t in trials if st.retried_from(t) == 0]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == trials[0].params
+    assert retries[0].user_attrs["lineage"] == 0  # reuses the original's work folder
     assert retries[0].params["sigma"] == killed["config"]["sigma"]
     assert st.count_lineages(trials) == 3
 
