@@ -270,7 +270,10 @@ def write_markdown(db, path_md):
              f"Machine: {db.get('machine')}; timings are wall-clock seconds of one run each.",
              "", "Job (TorchEEG `DREAMERDataset` defaults): every stimulus in non-overlapping "
              "128-sample windows, DE of theta 4-8, alpha 8-14, beta 14-31, gamma 31-49 Hz per "
-             "window and channel. Peak RSS is `ru_maxrss` of each contender's own process.", ""]
+             "window and channel. Peak RSS is `ru_maxrss` of each contender's own process "
+             "(a floor of the parent's "
+             f"{db.get('parent_rss_mb', 0):.0f} MB is inherited through fork+exec); "
+             "memory-mapped file pages that were read count as resident.", ""]
     subset_tg = None
     for tag in tags:
         if tag == "full":
@@ -354,10 +357,10 @@ def main(argv=None):
     if args.path is None:
         args.path = str(work / "DREAMER-synthetic-full.mat")
         if not Path(args.path).exists():
-            from physioemo.datasets import make_synthetic_dreamer
-
             t = time.perf_counter()
-            make_synthetic_dreamer(args.path, seed=0)
+            subprocess.run([sys.executable, "-c", "from physioemo.datasets import "
+                            f"make_synthetic_dreamer as m; m({args.path!r}, seed=0)"],
+                           check=True)
             print(f"generated {args.path} in {time.perf_counter() - t:.1f} s")
     jpath = Path(args.json)
     db = json.loads(jpath.read_text()) if jpath.exists() else {"results": {}, "notes": []}
@@ -373,15 +376,18 @@ def main(argv=None):
     runs = [(name, "full", args.path) for name in (args.only or CONTENDERS)
             if not (name == "torcheeg" and args.torcheeg_subjects)]
     if args.torcheeg_subjects and (args.only is None or "torcheeg" in args.only):
-        from physioemo.datasets import make_synthetic_dreamer
-
         sub = work / f"DREAMER-synthetic-{args.torcheeg_subjects}subjects.mat"
         if not sub.exists():  # the generator is prefix-stable: same first subjects
-            make_synthetic_dreamer(sub, n_subjects=args.torcheeg_subjects, seed=0)
+            # in a child: ru_maxrss survives fork+exec, so the parent must stay small
+            subprocess.run([sys.executable, "-c", "from physioemo.datasets import "
+                            f"make_synthetic_dreamer as m; m({str(sub)!r}, n_subjects="
+                            f"{args.torcheeg_subjects}, seed=0)"], check=True)
         db["subset_file"] = str(sub)
         db["subset_sample_bytes"] = sample_bytes(sub)
         tag = f"subset{args.torcheeg_subjects}"
         runs += [(n, tag, sub) for n in ("torcheeg", "scipy-vectorised", "physioemo-lazy")]
+    # children inherit the parent's ru_maxrss through fork+exec: record that floor
+    db["parent_rss_mb"] = _rss_mb()
     for name, tag, fpath in runs:
         print(f"running {name} on {tag} ...", flush=True)
         sub_work = work / tag

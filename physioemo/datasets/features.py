@@ -64,30 +64,41 @@ def detect_r_peaks(ecg, sfreq=ECG_SFREQ):
 
     Parameters
     ----------
-    ecg : ndarray, shape (n_times,)
-        One ECG lead, any offset and units.
+    ecg : ndarray, shape (n_times,) or (n_leads, n_times)
+        ECG, any offset and units. Rows of a 2-D array are independent recordings of equal
+        length, filtered in one call.
     sfreq : float
         Sampling frequency in Hz.
 
     Returns
     -------
-    peaks : ndarray of int64, shape (n_peaks,)
-        Sample indices of the R peaks, increasing.
+    peaks : ndarray of int64, shape (n_peaks,) | list of such arrays
+        Sample indices of the R peaks, increasing (a list, one per row, for 2-D input).
     """
     from scipy.signal import find_peaks
 
     from ..dsp import filter_data
 
     sfreq = check_sfreq(sfreq)
-    ecg = check_array("ecg", ecg, ndim=1, min_times=int(2 * sfreq))
+    ecg = np.asarray(ecg)
+    if ecg.ndim not in (1, 2):
+        raise ParameterError(f"ecg must be 1-D (n_times,) or 2-D (n_leads, n_times), got shape "
+                             f"{ecg.shape}; pass one lead or a stack of equal-length leads.")
+    ecg = check_array("ecg", ecg, min_times=int(2 * sfreq))
     y = filter_data(np.asarray(ecg, dtype=np.float64), sfreq, *_QRS_BAND)
-    hi, lo = np.percentile(y, [99.5, 0.5])
-    if -lo > hi:
-        y, hi = -y, -lo
-    if hi <= 0:
-        return np.zeros(0, dtype=np.int64)
-    peaks, _ = find_peaks(y, height=0.35 * hi, distance=max(1, int(_MIN_RR_S * sfreq)))
-    return peaks.astype(np.int64)
+    rows = y.reshape(-1, y.shape[-1])
+    hi, lo = np.percentile(rows, [99.5, 0.5], axis=-1)
+    out = []
+    for r in range(rows.shape[0]):
+        row, top = rows[r], hi[r]
+        if -lo[r] > hi[r]:
+            row, top = -row, -lo[r]
+        if top <= 0:
+            out.append(np.zeros(0, dtype=np.int64))
+            continue
+        peaks, _ = find_peaks(row, height=0.35 * top, distance=max(1, int(_MIN_RR_S * sfreq)))
+        out.append(peaks.astype(np.int64))
+    return out[0] if ecg.ndim == 1 else out
 
 
 def heart_rate_features(r_peaks, sfreq, starts, window_samples, *, context_s=10.0):
@@ -193,6 +204,7 @@ def dreamer_features(dreamer, *, subjects=None, window_s=1.0, step_s=None, bands
         raise ParameterError(f"window_s={window_s} and step_s={step_s} give {win} and {step} "
                              f"samples at {sfreq:g} Hz; use at least 2 samples per window.")
     ratio = int(round(dreamer.ecg_sfreq / sfreq))
+    peaks = _dreamer_r_peaks(dreamer, subjects) if ecg else None
     eeg_parts, heart_parts, meta_parts = [], [], []
     for s in subjects:
         subj = dreamer.subjects[s]
@@ -206,10 +218,7 @@ def dreamer_features(dreamer, *, subjects=None, window_s=1.0, step_s=None, bands
             n_win = w.shape[-2]
             starts = np.arange(n_win) * step
             if ecg:
-                lead = subj.ecg_stimulus[j][0]
-                _check_finite(lead, f"ECG stimulus of subject {s + 1}, clip {j + 1}")
-                peaks = detect_r_peaks(lead, dreamer.ecg_sfreq)
-                heart_parts.append(heart_rate_features(peaks, dreamer.ecg_sfreq,
+                heart_parts.append(heart_rate_features(peaks[s, j], dreamer.ecg_sfreq,
                                                        starts * ratio, win * ratio,
                                                        context_s=context_s))
             m = np.empty((3 + len(DIMENSIONS), n_win), dtype=np.int64)
@@ -221,3 +230,30 @@ def dreamer_features(dreamer, *, subjects=None, window_s=1.0, step_s=None, bands
     meta = {k: meta_arr[i] for i, k in enumerate(keys)}
     heart = np.concatenate(heart_parts) if ecg else None
     return np.concatenate(eeg_parts), heart, meta
+
+
+def _dreamer_r_peaks(dreamer, subjects):
+    """R peaks of the first ECG lead of every stimulus, ``{(subject, clip): peaks}``.
+
+    Clips of equal length (in DREAMER a clip has the same length for every subject) are
+    filtered together in one batched call.
+    """
+    from .dreamer import _check_finite
+
+    groups = {}
+    for s in subjects:
+        for j, x in enumerate(dreamer.subjects[s].ecg_stimulus):
+            groups.setdefault(x.shape[-1], []).append((s, j))
+    out = {}
+    for n_times, keys in groups.items():
+        if n_times < 2 * dreamer.ecg_sfreq:
+            for key in keys:
+                out[key] = np.zeros(0, dtype=np.int64)
+            continue
+        batch = np.empty((len(keys), n_times))
+        for i, (s, j) in enumerate(keys):
+            batch[i] = dreamer.subjects[s].ecg_stimulus[j][0]
+            _check_finite(batch[i], f"ECG stimulus of subject {s + 1}, clip {j + 1}")
+        for key, p in zip(keys, detect_r_peaks(batch, dreamer.ecg_sfreq), strict=True):
+            out[key] = p
+    return out
