@@ -17,7 +17,7 @@ from .layers import (
     RegionAttentionFusion,
     RegionSeparableConv,
 )
-from .layers._blocks import block_diag_in_order
+from .layers._blocks import block_diag_scatter, block_flat_index
 
 #: Keras ``BatchNormalization`` defaults in PyTorch terms (Keras momentum 0.99).
 BN_MOMENTUM = 0.01
@@ -125,7 +125,8 @@ class HiSTN(nn.Module):
         # Part II: one hierarchy block
         self.node_cheb = nn.ModuleList(
             [ChebGraphFilter(chebyshev_basis(d)) for d in self.graph_data])
-        self.register_buffer("_order", torch.cat(groups), persistent=False)
+        self.register_buffer("_node_flat", block_flat_index(
+            torch.cat(groups), [len(g) for g in groups]), persistent=False)
         self.separable = RegionSeparableConv(groups, kernel_size=5)
         self.bn3 = _bn(n_ch)
         self.fusion_h = RegionAttentionFusion(groups)
@@ -147,7 +148,8 @@ class HiSTN(nn.Module):
 
     def node_filter_matrix(self):
         """Block-diagonal matrix of the per-region Chebyshev filters, (n_channels, n_channels)."""
-        return block_diag_in_order([f.filter_matrix() for f in self.node_cheb], self._order)
+        return block_diag_scatter([f.filter_matrix() for f in self.node_cheb],
+                                  self._node_flat, self.n_channels)
 
     def features(self, x):
         """Return the 19 (G0) time-averaged features before the classifier's dropout.

@@ -116,10 +116,10 @@ def test_matches_literal_reference(graph):
 def test_batched_equals_per_sample_in_eval():
     torch.manual_seed(2)
     model = _trained_bn(HiSTN().double()).float()
-    x = torch.randn(7, 14, 128)
+    x = torch.randn(9, 14, 128)  # >= 8: banded matrices; 1: sliding fused kernels
     with torch.no_grad():
         batched = model(x)
-        single = torch.cat([model(x[i:i + 1]) for i in range(7)])
+        single = torch.cat([model(x[i:i + 1]) for i in range(9)])
     torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
     assert torch.isfinite(batched).all()
 
@@ -145,6 +145,8 @@ def test_fused_temporal_head_equals_literal_outputs_and_gradients():
     h = (layer.mixing.T @ layer.kernels).detach().numpy()
     np.testing.assert_allclose(fused.detach().numpy(), _np_same_conv(x.detach().numpy(), h),
                                atol=1e-12)
+    with torch.no_grad():  # the small-batch inference path
+        torch.testing.assert_close(layer(x[:2]), literal[:2], rtol=1e-12, atol=1e-12)
     grad_out = torch.randn_like(fused)
     g_fused = torch.autograd.grad(fused, params, grad_out)
     g_literal = torch.autograd.grad(literal, params, grad_out)

@@ -20,25 +20,50 @@ def region_index(groups):
     return order, [int(g.numel()) for g in groups]
 
 
-def block_diag_in_order(blocks, order):
-    """Block-diagonal matrix of ``blocks`` placed on the channels ``order``.
+def block_flat_index(order, sizes):
+    """Flat positions in an ``(n_channels, n_channels)`` matrix of each block's entries.
+
+    Parameters
+    ----------
+    order : torch.Tensor of int, shape (n_channels,)
+        The channels of region 0, then region 1, ...
+    sizes : list of int
+        Region sizes.
+
+    Returns
+    -------
+    index : torch.Tensor of int, shape (sum(n_r ** 2),)
+        Entry ``(a, b)`` of block ``r`` (row-major, blocks in order) goes to
+        ``order[start_r + a] * n_channels + order[start_r + b]``.
+    """
+    n = int(order.numel())
+    out, start = [], 0
+    for size in sizes:
+        ch = order[start:start + size]
+        out.append((ch[:, None] * n + ch[None, :]).reshape(-1))
+        start += size
+    return torch.cat(out)
+
+
+def block_diag_scatter(blocks, flat_index, n_channels):
+    """Block-diagonal matrix of ``blocks`` placed on their channels (differentiable).
 
     Parameters
     ----------
     blocks : list of torch.Tensor, shapes (n_r, n_r)
-    order : torch.Tensor of int, shape (n_channels,)
-        The channels of region 0, then region 1, ...
+    flat_index : torch.Tensor of int
+        From :func:`block_flat_index`.
+    n_channels : int
+        Size of the output.
 
     Returns
     -------
     M : torch.Tensor, shape (n_channels, n_channels)
-        ``M[order[i], order[j]] = block_diag(blocks)[i, j]``.
+        ``M[order[i], order[j]] = block_diag(blocks)[i, j]``, zeros elsewhere.
     """
-    M = torch.block_diag(*blocks)
-    if torch.equal(order, torch.arange(order.numel())):
-        return M
-    inv = torch.argsort(order)
-    return M[inv][:, inv]
+    values = torch.cat([b.reshape(-1) for b in blocks])
+    out = values.new_zeros(n_channels * n_channels)
+    return out.scatter(0, flat_index, values).view(n_channels, n_channels)
 
 
 def region_mask(order, sizes):

@@ -26,8 +26,17 @@ class _DepthwiseTaps(torch.autograd.Function):
         n_in, k = x.shape[-1], w.shape[1]
         n_out = n_in + p0 + p1 - k + 1
         spans = _spans(n_in, n_out, k, p0)
-        y = x.new_zeros(x.shape[:-1] + (n_out,))
-        for j, t0, t1, s0 in spans:
+        # start from a tap that covers every output sample (no zero fill), if there is one
+        full = [sp for sp in spans if sp[1] == 0 and sp[2] == n_out]
+        if full:
+            j, _, _, s0 = full[0]
+            y = x[..., s0:s0 + n_out] * w[:, j:j + 1]
+        else:
+            y = x.new_zeros(x.shape[:-1] + (n_out,))
+        for sp in spans:
+            if full and sp is full[0]:
+                continue
+            j, t0, t1, s0 = sp
             y[..., t0:t1].addcmul_(x[..., s0:s0 + t1 - t0], w[:, j:j + 1])
         ctx.save_for_backward(x, w)
         ctx.spans = spans

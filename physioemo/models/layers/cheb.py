@@ -54,7 +54,8 @@ class ChebGraphFilter(nn.Module):
 
     def filter_matrix(self):
         """Return ``P = sum_k w_k T_k``, shape (n_nodes, n_nodes)."""
-        return torch.tensordot(self.weight, self.basis, dims=1)
+        n = self.basis.shape[1]
+        return (self.weight @ self.basis.reshape(self.basis.shape[0], n * n)).view(n, n)
 
     def forward(self, x):
         """Filter ``x``.

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._blocks import block_diag_in_order, region_index, region_mask
+from ._blocks import block_diag_scatter, block_flat_index, region_index, region_mask
 
 
 class RegionAttentionFusion(nn.Module):
@@ -32,6 +32,7 @@ class RegionAttentionFusion(nn.Module):
         super().__init__()
         order, self.sizes = region_index(groups)
         self.register_buffer("order", order, persistent=False)
+        self.register_buffer("_flat", block_flat_index(order, self.sizes), persistent=False)
         mask = region_mask(order, self.sizes)
         # -inf outside each region so that the softmax over all channels is per region
         self.register_buffer("_neg", torch.where(mask > 0, 0.0, float("-inf")),
@@ -53,7 +54,8 @@ class RegionAttentionFusion(nn.Module):
 
     def attention(self, x):
         """Attention weights, shape (batch, n_regions, n_channels), zero outside each region."""
-        W = block_diag_in_order(list(self.weight), self.order)  # input i -> output j
+        # W[i, j]: input channel i -> output j
+        W = block_diag_scatter(list(self.weight), self._flat, self.order.numel())
         logits = x.mean(-1) @ W + self.bias
         return torch.softmax(logits.unsqueeze(-2) + self._neg, dim=-1)
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ...utils._checks import check_number
-from ._blocks import block_diag_in_order, region_index
+from ._blocks import block_diag_scatter, block_flat_index, region_index
 from ._taps import depthwise_taps
 
 
@@ -39,6 +39,7 @@ class RegionSeparableConv(nn.Module):
         super().__init__()
         order, self.sizes = region_index(groups)
         self.register_buffer("order", order, persistent=False)
+        self.register_buffer("_flat", block_flat_index(order, self.sizes), persistent=False)
         self.n_channels = int(order.numel())
         self.kernel_size = check_number("kernel_size", kernel_size, low=1, integer=True)
         self.max_norm = check_number("max_norm", max_norm, low=0, low_inclusive=False)
@@ -61,7 +62,7 @@ class RegionSeparableConv(nn.Module):
 
     def pointwise_matrix(self):
         """Block-diagonal pointwise matrix ``W[i, j]`` (input i -> output j), (n_ch, n_ch)."""
-        return block_diag_in_order(list(self.pointwise), self.order)
+        return block_diag_scatter(list(self.pointwise), self._flat, self.order.numel())
 
     def apply_constraints(self):
         """Clamp the pointwise weights to ``[-max_norm, max_norm]`` (in place, no grad)."""
