@@ -320,6 +320,14 @@ def run(args):
                 spec.masked, spec.kind, s["n_trials"], s["jobs"])
     # Validate everything (search space, data path, storage) before starting workers.
     objective, space, base = _build_objective(s)
+    if s["sampler"] == "grid":
+        import math
+
+        size = math.prod(len(v) for v in space.grid().values())
+        if s["n_trials"] > size:
+            logger.warning("the grid has %d points; running %d trials, not %d", size, size,
+                           s["n_trials"])
+            s["n_trials"] = size
     storage = st.open_storage(spec, heartbeat_interval=s["heartbeat_interval"],
                               grace_period=s["grace_period"], max_retry=s["max_retry"])
     st.create_or_load_study(storage, name, direction=objective.direction, masked=spec.masked)

@@ -166,3 +166,27 @@ def test_tiny_real_search_round_trips_into_evaluate(tmp_path, tiny_dreamer):
     assert fold0[0]["metrics"]["weighted_f1"] == best.value
     assert fold0[0]["sigma"] == best.params["sigma"] and fold0[0]["graph"] == best.params[
         "graph"]
+
+
+def test_timeout_stops_new_trials_and_env_storage_is_used(tmp_path, space_file, monkeypatch):
+    journal = tmp_path / "env.journal"
+    monkeypatch.setenv("PHYSIOEMO_STORAGE", str(journal))
+    monkeypatch.setenv("FAKE_SLEEP", "0.3")  # 2 folds: ~0.6 s per trial
+    out = tmp_path / "out"
+    assert _tune(space_file, out, "--n-trials", 50, "--timeout", 1, "--no-plots") == 0
+    info = json.loads((out / "study.json").read_text())
+    assert info["storage"] == str(journal) and info["storage_kind"] == "journal"
+    n = sum(info["trials_by_state"].values())
+    assert 1 <= n <= 3 and set(info["trials_by_state"]) <= {"COMPLETE", "PRUNED"}
+
+
+def test_grid_sampler_covers_the_grid_once(tmp_path):
+    space = tmp_path / "grid.yaml"
+    space.write_text("sigma: {type: float, low: 0.5, high: 1.0, step: 0.25}\n"
+                     "graph: {type: categorical, choices: [G0, G1]}\n")
+    out = tmp_path / "out"
+    assert _tune(space, out, "--n-trials", 20, "--sampler", "grid", "--pruner", "none",
+                 "--no-plots") == 0
+    trials = _study(out).trials
+    assert sorted((t.params["sigma"], t.params["graph"]) for t in trials) == [
+        (s, g) for s in (0.5, 0.75, 1.0) for g in ("G0", "G1")]
