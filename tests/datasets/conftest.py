@@ -14,6 +14,12 @@ def tiny_dreamer_path(tmp_path_factory):
     return make_synthetic_dreamer(path, n_subjects=2, stimulus_seconds=62, seed=3)
 
 
+def _score(values):
+    # doubles as in DREAMER, unless a test passes uint8 (MATLAB's integer storage)
+    values = np.asarray(values)
+    return values.reshape(-1, 1).astype(values.dtype if values.dtype == np.uint8 else float)
+
+
 def build_dreamer_struct(subjects, *, electrodes=EEG_CHANNELS, eeg_sfreq=128, ecg_sfreq=256):
     """Build the DREAMER struct by hand, following dreamer-format.md (not our generator).
 
@@ -35,9 +41,9 @@ def build_dreamer_struct(subjects, *, electrodes=EEG_CHANNELS, eeg_sfreq=128, ec
             "Age": subj.get("age", "25"), "Gender": subj.get("gender", "female"),
             "EEG": {"baseline": cell(subj["eeg_baseline"]), "stimuli": cell(subj["eeg_stimuli"])},
             "ECG": {"baseline": cell(subj["ecg_baseline"]), "stimuli": cell(subj["ecg_stimuli"])},
-            "ScoreValence": np.asarray(subj["valence"], float).reshape(-1, 1),
-            "ScoreArousal": np.asarray(subj["arousal"], float).reshape(-1, 1),
-            "ScoreDominance": np.asarray(subj["dominance"], float).reshape(-1, 1),
+            "ScoreValence": _score(subj["valence"]),
+            "ScoreArousal": _score(subj["arousal"]),
+            "ScoreDominance": _score(subj["dominance"]),
         }
     el = np.empty((1, len(electrodes)), dtype=object)
     el[0, :] = list(electrodes)

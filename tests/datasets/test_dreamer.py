@@ -293,3 +293,27 @@ def test_histn_preprocess_rejects_short_clips_and_flat_channels(tmp_path, mat_bu
     d = load_dreamer(mat_builder.write(tmp_path / "f.mat", subjects))
     with pytest.raises(DataError, match="channel O1 of subject 2, clip 1 is flat"):
         histn_preprocess(d)
+
+
+def test_compressed_file_is_read_eagerly_even_when_lazy_is_asked(tmp_path, mat_builder):
+    subjects = mat_builder.random_subjects(lengths=(7700,))
+    p = tmp_path / "z.mat"
+    scipy.io.savemat(p, {"DREAMER": mat_builder.struct(subjects)}, do_compression=True)
+    d = load_dreamer(p, lazy=True)
+    assert d.lazy is False
+    np.testing.assert_array_equal(d.subjects[1].eeg_stimulus[0], subjects[1]["eeg_stimuli"][0].T)
+    np.testing.assert_array_equal(d.subjects[0].ratings[:, 1], subjects[0]["arousal"])
+
+
+def test_integer_typed_storage_is_converted(tmp_path, mat_builder):
+    """MATLAB may store integer-valued doubles with a smaller integer type."""
+    subjects = mat_builder.random_subjects(lengths=(7700,))
+    subjects[0]["eeg_stimuli"][0] = np.round(subjects[0]["eeg_stimuli"][0]).astype(np.int16)
+    subjects[0]["valence"] = np.asarray(subjects[0]["valence"], dtype=np.uint8)
+    p = mat_builder.write(tmp_path / "i.mat", subjects)
+    for lazy in (False, True):
+        d = load_dreamer(p, lazy=lazy)
+        x = d.subjects[0].eeg_stimulus[0]
+        assert x.dtype == np.float64
+        np.testing.assert_array_equal(x, subjects[0]["eeg_stimuli"][0].T.astype(float))
+        np.testing.assert_array_equal(d.subjects[0].ratings[:, 0], subjects[0]["valence"])
