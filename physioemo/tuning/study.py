@@ -489,6 +489,19 @@ def budget_lock(spec, study_name):
 
 
 # --------------------------------------------------------------------------- samplers
+class _GridSampler(optuna.samplers.GridSampler):
+    """Grid sampler for an ask-and-tell loop.
+
+    Optuna's grid sampler calls ``study.stop()`` once the grid is covered, which only works
+    inside ``Study.optimize``; here the trial budget (capped at the grid size) stops workers.
+    """
+
+    def after_trial(self, study, trial, state, values):
+        """Let the budget, not ``study.stop()``, end the search."""
+        with contextlib.suppress(RuntimeError):
+            super().after_trial(study, trial, state, values)
+
+
 def make_sampler(name, *, seed=None, space=None):
     """Build an Optuna sampler by name.
 
@@ -514,7 +527,7 @@ def make_sampler(name, *, seed=None, space=None):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+        return _GridSampler(space.grid(), seed=seed)
     try:
         import cmaes  # noqa: F401
     except ImportError:
