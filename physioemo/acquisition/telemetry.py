@@ -1,7 +1,8 @@
 """Data-quality telemetry computed while acquiring.
 
-Dropped samples come from the board's package counter (and, when the counter cannot see
-them, from timestamp gaps); per-channel quality (railed, flat, line noise) is evaluated
+Dropped samples come from the board's package counter (from timestamp gaps when a source
+has no counter; with a counter, a timestamp gap without missing counts is reported as a
+gap, not as a loss); per-channel quality (railed, flat, line noise) is evaluated
 on consecutive windows of ``window_s`` seconds. Every change becomes a
 :class:`QualityEvent` that the recorder stores as an annotation, and :meth:`summary`
 gives the totals for the sidecar JSON.
@@ -58,7 +59,9 @@ class Telemetry:
     counter_modulo : int
         The package counter wraps at this value (256 for OpenBCI and the synthetic board).
     gap_s : float
-        A timestamp step longer than this (seconds of real time) is reported as a gap.
+        A step between host timestamps longer than this (seconds) is reported: as a gap
+        when the package counter shows no loss, as dropped samples (estimated from the
+        timestamps) when there is no counter.
     window_s : float
         Length of the quality windows in seconds.
     rail_fraction : float
@@ -158,13 +161,16 @@ class Telemetry:
         if self._first_ts is None:
             self._first_ts = ts[0]
         prev_ts = ts[:1] if self._last_ts is None else [self._last_ts]
-        dts = np.diff(np.concatenate([prev_ts, ts])) * self.rate_factor
+        dts = np.diff(np.concatenate([prev_ts, ts]))  # host seconds
         for i in np.flatnonzero(dts > self.gap_s):
-            est = int(round(dts[i] * self.sfreq)) - 1
-            if package_num is None or (est >= self.counter_modulo and not seen_by_counter[i]):
-                # the counter cannot see a gap this long (it wraps), or there is none
-                events.append(self._drop(i0 + i, est))
+            if package_num is None:  # no counter: the timestamps are all we have
+                k = int(round(dts[i] * self.rate_factor * self.sfreq)) - 1
+                if k > 0:
+                    events.append(self._drop(i0 + i, k))
             elif not seen_by_counter[i]:
+                # The counter shows nothing missing: the host received the samples late
+                # (or lost an exact multiple of the counter's period, which no counter
+                # can tell apart); report the gap without guessing a loss.
                 self.n_gaps += 1
                 events.append(self._event(i0 + i, f"GAP {dts[i]:.2f} s", "gap"))
         self._last_ts = ts[-1]

@@ -129,9 +129,10 @@ def run(args):
     listeners = make_listeners(specs, hub)
     predictor = None
     if s["model"]:
-        from ..acquisition.predict import load_predictor
+        from ._live import load_predictor
 
-        predictor = load_predictor(s["model"], source.ch_names, source.sfreq)
+        predictor = load_predictor(s["model"], source.ch_names, source.sfreq,
+                                   update_s=s["update_s"])
     outlet = None
     if s["lsl_out"]:
         from ..acquisition.lsl_outlet import LSLOutlet

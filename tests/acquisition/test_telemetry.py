@@ -34,14 +34,27 @@ def test_counter_gaps_are_dropped_samples():
     assert tel.achieved_sfreq == pytest.approx((idx.size - 1) / (ts[idx[-1]] - ts[0]))
 
 
-def test_long_gap_beyond_counter_wrap_uses_timestamps():
+def test_gap_the_counter_cannot_see_is_reported_not_guessed():
     rng = np.random.default_rng(1)
     data, ts, pkg = _stream(2000, rng)
     keep = np.ones(2000, bool)
-    keep[500:1012] = False  # 512 samples = exactly two counter wraps
+    keep[500:1012] = False  # 512 samples = exactly two counter periods
     tel = Telemetry(SFREQ, ["a", "b", "c"])
-    tel.update(data[:, keep], ts[keep], pkg[keep])
+    events = tel.update(data[:, keep], ts[keep], pkg[keep])
+    assert tel.dropped == 0 and tel.n_gaps == 1
+    assert [e.description for e in events if e.kind == "gap"] == ["GAP 2.05 s"]
+
+
+def test_without_a_counter_timestamps_estimate_the_loss():
+    rng = np.random.default_rng(1)
+    data, ts, _ = _stream(2000, rng)
+    keep = np.ones(2000, bool)
+    keep[500:1012] = False
+    tel = Telemetry(SFREQ, ["a", "b", "c"])
+    events = tel.update(data[:, keep], ts[keep], None)
     assert tel.dropped == 512
+    assert [(e.description, e.onset_s) for e in events if e.kind == "drop"] == [
+        ("DROP 512 samples", 500 / SFREQ)]
 
 
 def test_timestamp_gap_without_lost_samples_is_a_gap():
