@@ -138,3 +138,17 @@ def test_ctrl_c_stops_cleanly_at_a_whole_second(tmp_path):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["padded_samples"] == 0 and meta["n_times"] == raw.n_times
     assert not journal_path(out).exists() and os.path.getsize(out) > 0
+
+
+def test_config_file_keys_are_option_names(tmp_path, capsys):
+    out = tmp_path / "cfg.edf"
+    cfg = tmp_path / "acquire.yaml"
+    cfg.write_text(f"device: synthetic\nout: {out}\nduration: 1\nno_tui: true\n"
+                   "l_freq: 2.0\nkind: de\n")
+    assert main(["acquire", "--config", str(cfg), "--h-freq", "30", "-q"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["settings"]["l_freq"] == 2.0 and meta["settings"]["h_freq"] == 30.0
+    assert meta["online"]["kind"] == "de" and meta["online"]["h_freq"] == 30.0
+    cfg.write_text("device: synthetic\nsampling_rate: 250\n")
+    assert main(["acquire", "--config", str(cfg)]) == 2
+    _one_line_error(capsys, "unknown key(s) ['sampling_rate']")
