@@ -146,6 +146,12 @@ class BrainFlowSource(Source):
         """Whether the playback board has delivered every sample of its file."""
         return self.n_file_samples is not None and self.n_samples >= self.n_file_samples
 
+    def reconnect(self):
+        """Restart a stalled board; a playback file is never restarted (it would repeat)."""
+        if self._master is not None:
+            return False
+        return super().reconnect()
+
     def info(self):
         """Return a dict describing the source (stored in the sidecar JSON)."""
         out = super().info()
