@@ -395,7 +395,8 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
                  finetune_epochs=None, steps_per_epoch=None, smoothing="gaussian", sigma=0.5,
                  graph="G0", seed=0,
                  out_dir=None, n_jobs=1, n_threads=None, device="cpu", folds=None,
-                 save_checkpoints=True, model_fn=None, subject_numbers=None, verbose=None):
+                 save_checkpoints=True, model_fn=None, subject_numbers=None, overrides=None,
+                 verbose=None):
     """Run one DREAMER protocol and return its per-(subject, fold) results.
 
     Parameters
@@ -447,6 +448,10 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     subject_numbers : array-like of int | None
         DREAMER's 1-based number of each subject in ``data`` (used in the records, file
         names and resume keys); ``None`` means ``1..n_subjects``.
+    overrides : dict | None
+        Replace entries of the protocol's recipe (:data:`RECIPES`), e.g.
+        ``{"batch_size": 64, "lr": {0: 3e-3}, "n_val": 300, "n_test": 300}`` for quick runs
+        and tests. Recorded in the settings; results are then not the paper's recipe.
     verbose : bool | None
         Progress bars (``None`` follows the CLI's ``-q``).
 
@@ -492,7 +497,12 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     if numbers.shape != (n_subjects,):
         raise ParameterError(f"subject_numbers must hold one number per subject in data "
                              f"({n_subjects}), got shape {numbers.shape}; pass one each.")
-    recipe = RECIPES[name]
+    recipe = dict(RECIPES[name])
+    if overrides:
+        from ..utils.config import check_keys
+
+        check_keys(overrides, recipe, where=f"overrides of protocol {name!r}")
+        recipe.update(overrides)
     n_threads = int(n_threads or max(1, (os.cpu_count() or 1) // n_jobs))
     try:
         from ..datasets.dreamer import EEG_CHANNELS
@@ -502,7 +512,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     settings = {"protocol": name, "dimension": dimension, "epochs": epochs,
                 "finetune_epochs": finetune_epochs, "steps_per_epoch": steps_per_epoch,
                 "smoothing": smoothing, "sigma": sigma,
-                "graph": graph, "seed": seed,
+                "graph": graph, "seed": seed, "overrides": overrides or None,
                 "model": "histn" if model_fn is None else getattr(
                     model_fn, "__qualname__", repr(model_fn)),
                 "data": _fingerprint(data, labels)}
