@@ -69,8 +69,9 @@ def make_windows(data, labels, *, window_samples=EEG_SFREQ, step_samples=EEG_SFR
     n_win = starts.size
     view = np.lib.stride_tricks.sliding_window_view(data, window_samples, axis=-1)
     # (S, C, ch, n_win, W) -> (S, C, n_win, ch, W); one copy into the final layout
-    X = np.ascontiguousarray(np.moveaxis(view[..., starts, :], 3, 2)).reshape(
-        -1, n_channels, window_samples)
+    # basic slicing keeps a view, so the single copy is the one into the final layout
+    X = np.ascontiguousarray(np.moveaxis(view[..., ::step_samples, :][..., :n_win, :], 3, 2))
+    X = X.reshape(-1, n_channels, window_samples)
     grid = np.indices((n_subjects, n_clips, n_win)).reshape(3, -1)
     meta = {"subject": subject_ids[grid[0]], "clip": grid[1].astype(np.int64),
             "start": starts[grid[2]].astype(np.int64)}
