@@ -1,0 +1,267 @@
+"""Benchmark HiSTN training and inference: physioemo's fused model vs the literal layers.
+
+Both models are the same physioemo HiSTN (graph G0, same initial weights); the peer runs the
+temporal head literally (conv2d with the 8 shared 64-tap kernels, then per-electrode mixing,
+as the Keras reference does) instead of the fused banded matmul. A training step is forward
++ Gaussian-smoothed soft cross-entropy + backward + Adam + ``apply_constraints()``, batch
+256. The two are timed in alternating rounds in one process (the median round is reported)
+and their logits and gradients are compared.
+
+The TensorFlow/Keras reference cannot run here (no TensorFlow); its ~4,200 windows/s at batch
+256 with 2 threads (24.3 s per 423-step epoch) is the figure quoted in shared/peers.md,
+measured on this machine kind. The projected wall time of one subject's ``sd`` protocol
+counts training steps only: 10 folds x 50 epochs x ``(n_train_starts * 18) // 256`` steps
+(histn-spec §5.1), plus, for physioemo, the measured forward pass over 2000 validation
+windows per epoch.
+
+Writes benchmarks/results/train.md (or --out). Usage::
+
+    .venv/bin/python benchmarks/train.py                  # CPU, 2 threads (~2-4 min)
+    .venv/bin/python benchmarks/train.py --quick          # smoke run
+    .venv/bin/python benchmarks/train.py --device cuda --out benchmarks/results/train-cuda.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from physioemo.models import HiSTN
+from physioemo.training.losses import gaussian_targets, soft_cross_entropy
+
+REFERENCE_KERAS_WPS = 4200.0  # shared/peers.md: TF/Keras, batch 256, 2 threads
+REFERENCE_LATENCY_MS = {"Keras eager": 24.0, "Keras predict_on_batch": 6.2,
+                        "Keras tf.function": 1.7}
+CLIP, BLOCK, WIN, N_CLIPS, EPOCHS, FOLDS = 7680, 768, 128, 18, 50, 10
+
+
+def sd_steps_per_fold():
+    """Steps per epoch of each sd fold (histn-spec §5.1), counted from the start rule."""
+    starts = np.arange(CLIP - WIN + 1)
+    steps = []
+    for f in range(FOLDS):
+        held = [f, (f - 1) % FOLDS]  # test block f, validation block f-1 (9 for f=0)
+        ok = np.ones(starts.size, bool)
+        for b in held:
+            lo, hi = b * BLOCK, (b + 1) * BLOCK
+            ok &= (starts + WIN <= lo) | (starts >= hi)
+        steps.append(int(ok.sum()) * N_CLIPS // 256)
+    return steps
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_step(model, x, q, adam):
+    kw = {"fused": True} if adam == "fused" else {"foreach": adam == "foreach"}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **kw)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = soft_cross_entropy(model(x), q)
+        loss.backward()
+        opt.step()
+        model.apply_constraints()
+        return loss
+
+    return step
+
+
+def time_rounds(fns, n_steps, n_rounds, device):
+    """Alternate the contenders round by round; return per-contender seconds per step."""
+    out = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}
+    for _ in range(n_rounds):
+        for name, fn in fns.items():
+            sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(n_steps):
+                fn()
+            sync(device)
+            out[name].append((time.perf_counter() - t0) / n_steps)
+            cpu[name].append((time.process_time() - c0) / n_steps)
+    return out, cpu
+
+
+def latency(model, x1, n, device):
+    times = []
+    with torch.inference_mode():
+        for _ in range(max(20, n // 10)):
+            model(x1)
+        sync(device)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            model(x1)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    t = np.array(times) * 1e3
+    return float(np.median(t)), float(np.percentile(t, 99))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (CPU)")
+    p.add_argument("--latency-threads", type=int, default=1,
+                   help="torch threads for the batch-1 latency (one window gains nothing from "
+                        "more)")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--latency-calls", type=int, default=2000)
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile'd inference (slow to compile on CPU)")
+    p.add_argument("--adam", default="fused", choices=["fused", "foreach", "loop"],
+                   help="Adam implementation for both models (fused is fastest on CPU)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.rounds, args.latency_calls = 3, 2, 200
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device is available; run on a GPU machine.")
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+
+    torch.manual_seed(0)
+    ours = HiSTN(graph="G0", dropout=0.5).to(device)
+    literal = HiSTN(graph="G0", dropout=0.5).to(device)
+    literal.load_state_dict(ours.state_dict())
+    literal.temporal.impl = "literal"
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, 14, 128, generator=gen).to(device)
+    y = torch.randint(0, 5, (args.batch,), generator=gen)
+    q = gaussian_targets(y).to(device)
+
+    # agreement: same weights, same batch, dropout off
+    ours.eval(), literal.eval()
+    agree = {}
+    grads = {}
+    for name, m in (("ours", ours), ("literal", literal)):
+        m.zero_grad()
+        logits = m(x)
+        soft_cross_entropy(logits, q).backward()
+        grads[name] = (logits.detach(), [p.grad.detach().clone() for p in m.parameters()])
+        m.zero_grad()
+    agree["max |logit diff|"] = float((grads["ours"][0] - grads["literal"][0]).abs().max())
+    agree["max |grad diff| / max |grad|"] = max(
+        float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+        for a, b in zip(grads["ours"][1], grads["literal"][1], strict=True))
+
+    ours.train(), literal.train()
+    fns = {"physioemo HiSTN (fused banded head)": make_step(ours, x, q, args.adam),
+           "literal conv2d head (same model)": make_step(literal, x, q, args.adam)}
+    for fn in fns.values():  # warm-up
+        for _ in range(3):
+            fn()
+    rounds, cpu_rounds = time_rounds(fns, args.steps, args.rounds, device)
+    sps = {k: statistics.median(v) for k, v in rounds.items()}
+    cpu_sps = {k: statistics.median(v) for k, v in cpu_rounds.items()}
+    wps = {k: args.batch / v for k, v in sps.items()}
+    ours_name, lit_name = list(fns)
+
+    # validation forward (2000 windows, eval, no grad) per epoch
+    xv = torch.randn(2000, 14, 128, generator=gen).to(device)
+    ours.eval()
+    with torch.inference_mode():
+        ours(xv)
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            ours(xv)
+        sync(device)
+    val_s = (time.perf_counter() - t0) / 3
+
+    x1 = x[:1].contiguous()
+    torch.set_num_threads(args.latency_threads)
+    lat = {ours_name: latency(ours.eval(), x1, args.latency_calls, device),
+           lit_name: latency(literal.eval(), x1, args.latency_calls, device)}
+    if args.compile:
+        try:
+            compiled = torch.compile(ours.eval())
+            lat["physioemo HiSTN, torch.compile"] = latency(compiled, x1, args.latency_calls,
+                                                            device)
+        except Exception as err:  # noqa: BLE001 - report, don't fail the benchmark
+            lat["physioemo HiSTN, torch.compile"] = (float("nan"), float("nan"))
+            print(f"torch.compile failed: {type(err).__name__}: {err}", file=sys.stderr)
+
+    steps = sd_steps_per_fold()
+    total_steps = sum(steps) * EPOCHS
+    windows = total_steps * args.batch
+    sd_ours = total_steps * sps[ours_name] + FOLDS * EPOCHS * val_s
+    sd_lit = total_steps * sps[lit_name]
+    sd_keras = windows / REFERENCE_KERAS_WPS
+    load_after = os.getloadavg()
+
+    dev_desc = (torch.cuda.get_device_name(0) if device.type == "cuda"
+                else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    lines = [
+        "# HiSTN training and inference benchmark", "",
+        f"Command: `.venv/bin/python benchmarks/train.py {' '.join(argv or sys.argv[1:])}`".
+        replace("  ", " "),
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device: {args.device} "
+        f"({dev_desc}); torch {torch.__version__}; threads {args.threads} (training); "
+        f"batch {args.batch}; {args.rounds} rounds x {args.steps} steps, median round; "
+        f"Adam: {args.adam} (both models).",
+        f"Load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+        f"({os.cpu_count()} cores; a load above the core count means the machine was shared "
+        "and the absolute numbers are pessimistic; the ratios are measured side by side).",
+        "",
+        "## Training step (forward + backward + Adam + apply_constraints)", "",
+        "| model | ms / step | windows / s | vs literal | vs Keras reference (4,200/s) "
+        "| process CPU ms / step |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for k in fns:
+        lines.append(f"| {k} | {1e3 * sps[k]:.2f} | {wps[k]:,.0f} | "
+                     f"{wps[k] / wps[lit_name]:.2f}x | {wps[k] / REFERENCE_KERAS_WPS:.2f}x | "
+                     f"{1e3 * cpu_sps[k]:.2f} |")
+    lines.append("| TF/Keras reference (quoted from peers.md, not run here) | "
+                 f"{1e3 * 256 / REFERENCE_KERAS_WPS:.1f} | 4,200 | | 1.00x | |")
+    lines += [
+        "", "Per-round windows/s: " + "; ".join(
+            f"{k}: " + ", ".join(f"{args.batch / s:,.0f}" for s in v)
+            for k, v in rounds.items()),
+        "", "Agreement (same weights and batch, eval mode): " + ", ".join(
+            f"{k} = {v:.2e}" for k, v in agree.items()),
+        "", f"## Batch-1 inference (eval, torch.inference_mode, {args.latency_threads} "
+        f"thread(s), {args.latency_calls} calls)", "",
+        "| model | median ms | p99 ms |", "|---|---:|---:|",
+    ]
+    for k, (med, p99) in lat.items():
+        lines.append(f"| {k} | {med:.3f} | {p99:.3f} |")
+    for k, v in REFERENCE_LATENCY_MS.items():
+        lines.append(f"| {k} (quoted from peers.md) | {v:.1f} | |")
+    lines += [
+        "", "## Projected wall time of one subject's `sd` protocol (training)", "",
+        f"Steps per epoch by fold: {steps} (sum x {EPOCHS} epochs = {total_steps:,} steps, "
+        f"{windows:,} windows). physioemo adds {FOLDS * EPOCHS} validation passes of 2000 "
+        f"windows ({val_s:.3f} s each, measured).", "",
+        "| model | projected wall time |", "|---|---:|",
+        f"| {ours_name} | {sd_ours / 60:.1f} min |",
+        f"| {lit_name} | {sd_lit / 60:.1f} min |",
+        f"| TF/Keras reference at 4,200 windows/s | {sd_keras / 60:.1f} min "
+        f"({sd_keras / 3600:.2f} h) |", "",
+    ]
+    text = "\n".join(lines)
+    out = Path(args.out or Path(__file__).parent / "results" / (
+        "train.md" if args.device == "cpu" else f"train-{args.device}.md"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
