@@ -292,7 +292,8 @@ class StreamingFilter:
             raise DataError(f"chunk has {chunk.shape[0]} channel(s) (shape {chunk.shape}) but "
                             f"this StreamingFilter has n_channels={self._n_ch}; pass chunks "
                             "of shape (n_channels, n_chunk).")
-        chunk = np.ascontiguousarray(chunk, dtype=np.float64)
+        # the kernel's signature wants C-contiguous, writeable float64: copy if needed
+        chunk = np.require(chunk, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
         if out is None:
             out = np.empty_like(chunk)
         elif (not isinstance(out, np.ndarray) or out.shape != chunk.shape
