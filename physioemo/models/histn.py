@@ -140,8 +140,9 @@ class HiSTN(nn.Module):
 
     def reset_parameters(self):
         """Re-initialise every layer (BatchNorm statistics included)."""
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
+        # direct children only: each layer re-initialises its own sub-modules its way
+        for child in self.children():
+            for m in child if isinstance(child, nn.ModuleList) else [child]:
                 m.reset_parameters()
         nn.init.xavier_uniform_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)

@@ -273,3 +273,15 @@ def test_bad_arguments():
         HiSTN()(torch.randn(2, 128, 14))
     with pytest.raises(ParameterError, match="name='eegnet' is not a valid option"):
         build_model("eegnet")
+
+
+def test_reset_parameters_reinitialises_with_the_layers_own_init():
+    torch.manual_seed(8)
+    model = _trained_bn(HiSTN().double())
+    model.reset_parameters()
+    assert torch.equal(model.bn1.running_mean, torch.zeros(14, dtype=torch.float64))
+    # GlobalCollapse uses Glorot-uniform (bound sqrt(6 / 8) for 4 -> 4) and zero bias
+    lin = model.collapse_z.linear
+    assert lin.weight.abs().max() <= np.sqrt(6 / 8) and torch.equal(lin.bias, torch.zeros(4,
+                                                                     dtype=torch.float64))
+    assert model.node_cheb[0].weight.abs().max() <= 1.0
