@@ -60,5 +60,7 @@ class LSLOutlet:
             self._bands.push_sample(np.asarray(features, dtype=np.float32).ravel())
 
     def stop(self):
-        """Close the outlets."""
+        """Close the outlets (after a moment for connected inlets to get the last data)."""
+        if any(o is not None and o.have_consumers() for o in (self._eeg, self._bands)):
+            time.sleep(0.2)  # LSL sends from a background thread; let it drain
         self._eeg = self._bands = None
