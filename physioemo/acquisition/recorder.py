@@ -396,6 +396,7 @@ def finalize(journal, path, *, metadata=None, force=False, recovered=False):
         "start_timestamp": header["start_time"], "n_times": n_times,
         "duration_s": n_times / sfreq, "n_annotations": len(annotations),
         "padded_samples": stats["padded"], "clipped_samples": stats["clipped"],
+        "annotations_not_in_file": stats["dropped_annotations"],
         "recovered": bool(recovered),
     })
     sidecar.setdefault("versions", versions())
@@ -466,7 +467,8 @@ def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units=
     Returns
     -------
     stats : dict
-        ``padded`` and ``clipped`` sample counts.
+        ``padded`` and ``clipped`` sample counts, ``dropped_annotations`` (annotations
+        beyond the 64-per-data-record capacity of EDF+ writers).
     """
     import pyedflib
 
@@ -492,11 +494,20 @@ def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units=
                 "prefilter": ""} for name in ch_names]
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     clipped = 0
+    dropped_annotations = 0
     try:
         writer = pyedflib.EdfWriter(str(tmp), n_channels, file_type=ftype)
         try:
-            # Each data record holds one annotation per annotation signal.
+            # Each data record holds one annotation per annotation signal (edflib allows
+            # up to 64 signals); more than that cannot be stored in the file.
             n_annot = min(64, max(1, math.ceil((len(annotations) + 1) / n_records) + 1))
+            capacity = n_annot * n_records
+            if len(annotations) > capacity:
+                logger.warning("%s: %d annotations do not fit in %d s of EDF+ (at most 64 "
+                               "per second); the first %d are kept (all are in the sidecar)",
+                               path.name, len(annotations), n_records, capacity)
+                dropped_annotations = len(annotations) - capacity
+                annotations = annotations[:capacity]
             writer.set_number_of_annotation_signals(n_annot)
             writer.setSignalHeaders(headers)
             writer.setEquipment(equipment[:80])
@@ -531,4 +542,4 @@ def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units=
         raise DataError(f"cannot write {str(path)!r} ({why}); the journal is kept; free "
                         f"space or fix permissions, then run `physioemo recover {path}`."
                         ) from None
-    return {"padded": padded, "clipped": clipped}
+    return {"padded": padded, "clipped": clipped, "dropped_annotations": dropped_annotations}

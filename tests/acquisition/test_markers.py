@@ -95,3 +95,39 @@ def test_lsl_marker_stream_times_map_to_host_time():
 def test_missing_lsl_stream():
     with pytest.raises(DeviceError, match="no LSL marker stream named 'nobody-here'"):
         LSLMarkers(MarkerHub(), "nobody-here", timeout_s=0.5).start()
+
+
+def test_keyboard_keys_in_a_terminal(monkeypatch):
+    import os
+    import pty
+    import sys
+
+    from physioemo.acquisition.markers import KeyboardMarkers
+
+    master, slave = pty.openpty()
+    tty_in = os.fdopen(slave, "r")
+    monkeypatch.setattr(sys, "stdin", tty_in)
+    hub = MarkerHub()
+    keys = KeyboardMarkers(hub).start()
+    try:
+        os.write(master, b"a")
+        got = _wait(hub, 1)
+        os.write(master, b"q")
+        assert keys.quit_requested.wait(5)
+    finally:
+        keys.stop()
+        tty_in.close()
+        os.close(master)
+    assert [(text, origin) for _, text, origin in got] == [("key:a", "key")]
+    assert hub.drain() == []  # "q" stops, it is not a marker
+
+
+def test_keyboard_needs_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    from physioemo.acquisition.markers import KeyboardMarkers
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with pytest.raises(DeviceError, match="need an interactive terminal"):
+        KeyboardMarkers(MarkerHub()).start()

@@ -41,7 +41,7 @@ def test_write_edf_pads_the_last_record_and_says_so(tmp_path, data):
     stats = write_edf(path, data[:, :537], 250.0, NAMES, physical_min=-500.0,
                       physical_max=500.0, annotations=[{"onset": 0.5, "duration": 0,
                                                         "description": "stim"}])
-    assert stats == {"padded": 213, "clipped": 0}
+    assert stats == {"padded": 213, "clipped": 0, "dropped_annotations": 0}
     raw = _read(path)
     assert raw.n_times == 750
     got = raw.get_data() * 1e6
@@ -187,3 +187,19 @@ def test_recorder_validates(tmp_path):
     with pytest.raises(ParameterError, match=r"shape \(3, n_times\)"):
         rec.write(np.zeros((2, 5)))
     rec.close()
+
+
+def test_many_annotations_in_a_short_recording_all_survive(tmp_path, data):
+    path = tmp_path / "many.edf"
+    anns = [{"onset": i * 0.01, "duration": 0, "description": f"m{i}"} for i in range(127)]
+    stats = write_edf(path, data[:, :500], 250.0, NAMES, physical_min=-500.0,
+                      physical_max=500.0, annotations=anns)
+    got = _read(path).annotations
+    assert list(got.description) == [f"m{i}" for i in range(127)]
+    np.testing.assert_allclose(got.onset, np.arange(127) * 0.01, atol=1e-6)
+    assert stats["dropped_annotations"] == 0
+    # beyond 64 per second the file cannot hold them: counted, not silent
+    stats = write_edf(tmp_path / "over.edf", data[:, :500], 250.0, NAMES,
+                      physical_min=-500.0, physical_max=500.0, annotations=anns * 2)
+    assert stats["dropped_annotations"] == 2 * 127 - 128
+    assert len(_read(tmp_path / "over.edf").annotations) == 128
