@@ -237,12 +237,19 @@ def dc_correlation(path, workdir):
     pick = rng.choice(pm.shape[1], size=min(20000, pm.shape[1]), replace=False)
     means = np.array([d.subjects[s].eeg_stimulus[c][0, t:t + 128].mean()
                       for s, c, t in pm[:, pick].T])
+    groups = pm[0, pick] * 1000 + pm[1, pick]
+
+    def demean(v):
+        _, inv = np.unique(groups, return_inverse=True)
+        return v - (np.bincount(inv, v) / np.bincount(inv))[inv]
+
     res = {}
     for k in ("physioemo", "scipy"):
         p = w / f"{k}_de.npy"
         if p.exists():
-            de = np.load(p, mmap_mode="r")[pick, 0, 1]  # channel AF3, alpha
+            de = np.asarray(np.load(p, mmap_mode="r")[pick, 0, 1])  # channel AF3, alpha
             res[k] = float(np.corrcoef(de, means)[0, 1])
+            res[k + " within-clip"] = float(np.corrcoef(demean(de), demean(means))[0, 1])
     return res
 
 
@@ -275,6 +282,11 @@ def write_markdown(db, path_md):
              f"{db.get('parent_rss_mb', 0):.0f} MB is inherited through fork+exec); "
              "memory-mapped file pages that were read count as resident.", ""]
     subset_tg = None
+    full_w = r.get("physioemo-lazy@full", {}).get("n_windows")
+    for tag in tags:
+        t = r.get(f"torcheeg@{tag}", {})
+        if tag != "full" and t.get("total_s") and full_w:
+            subset_tg = t["total_s"] * full_w / t["n_windows"]
     for tag in tags:
         if tag == "full":
             fb, sb = db.get("file_bytes", 0), db.get("sample_bytes") or 1
@@ -292,11 +304,6 @@ def write_markdown(db, path_md):
         for name in CONTENDERS:
             if f"{name}@{tag}" in r:
                 lines.append(_row(name, r[f"{name}@{tag}"], tg, sc, sb))
-        if tag != "full" and tg:
-            full_w = r.get("physioemo-lazy@full", {}).get("n_windows")
-            w = r[f"torcheeg@{tag}"]["n_windows"]
-            if full_w:
-                subset_tg = tg * full_w / w
         lines.append("")
     if subset_tg:
         lines.append(f"TorchEEG on the full file is **extrapolated**, not measured: "
@@ -327,7 +334,9 @@ def write_markdown(db, path_md):
                          "clip, start sample; DE difference TorchEEG vs scipy-vectorised).")
     for tag, dc in db.get("dc_correlation", {}).items():
         lines.append(f"- DC offset ({tag}): correlation of AF3 alpha DE with the raw window "
-                     "mean over 20,000 random windows: "
+                     "mean over 20,000 random windows, pooled and within clip (both centred "
+                     "per subject and clip; pooled values also carry between-subject "
+                     "differences of the stand-in's random offsets and gains): "
                      + ", ".join(f"{k} {v:+.3f}" for k, v in dc.items())
                      + " (TorchEEG = scipy-vectorised exactly, see above).")
     lines += ["", *[f"- {n}" for n in db.get("notes", [])]]
@@ -369,13 +378,16 @@ def main(argv=None):
     db["sample_bytes"] = sample_bytes(args.path)
     db["machine"] = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                      "shared with other jobs")
-    db["command"] = ".venv/bin/python benchmarks/dreamer.py " + " ".join(argv or sys.argv[1:])
+    if args.only != []:
+        db["command"] = ".venv/bin/python benchmarks/dreamer.py " + " ".join(
+            argv or sys.argv[1:])
     for n in args.note:
         if n not in db["notes"]:
             db["notes"].append(n)
-    runs = [(name, "full", args.path) for name in (args.only or CONTENDERS)
+    todo = CONTENDERS if args.only is None else args.only  # --only alone: re-render
+    runs = [(name, "full", args.path) for name in todo
             if not (name == "torcheeg" and args.torcheeg_subjects)]
-    if args.torcheeg_subjects and (args.only is None or "torcheeg" in args.only):
+    if args.torcheeg_subjects and "torcheeg" in todo:
         sub = work / f"DREAMER-synthetic-{args.torcheeg_subjects}subjects.mat"
         if not sub.exists():  # the generator is prefix-stable: same first subjects
             # in a child: ru_maxrss survives fork+exec, so the parent must stay small
