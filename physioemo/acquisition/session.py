@@ -418,6 +418,8 @@ class Acquisition:
             "n_times": int(self.n_done), "duration_s": self.n_done / self.sfreq,
             "telemetry": self.telemetry.summary(), "n_markers": len(self.markers),
             "markers": self.markers[:1000],
+            "events": [{"onset": e.onset_s, "description": e.description, "kind": e.kind}
+                       for e in self.telemetry.events[:1000]],
             "online": {"l_freq": self.l_freq, "h_freq": self.h_freq,
                        "notch": self.notch_, "order": self.order, "kind": self.kind,
                        "window_s": self.window_s, "update_s": self.update_s},
@@ -431,7 +433,8 @@ class Acquisition:
             try:
                 summary["file"] = str(self.recorder.close(metadata={
                     "telemetry": summary["telemetry"], "online": summary["online"],
-                    "n_markers": summary["n_markers"], "source": summary["source"]}))
+                    "n_markers": summary["n_markers"], "markers": summary["markers"],
+                    "events": summary["events"], "source": summary["source"]}))
             except DataError:
                 self.recorder.abort()
                 raise

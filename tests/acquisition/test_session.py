@@ -96,6 +96,9 @@ def test_sidecar_and_telemetry(synthetic_recording):
     assert tel["quality_windows"] == 10
     ts0 = synthetic_recording["timestamps"][0]
     assert meta["start_timestamp"] == pytest.approx(ts0)
+    assert [m["description"] for m in meta["markers"]] == ["stim-tcp", "stim-udp", "end-tcp"]
+    assert [m["origin"] for m in meta["markers"]] == ["tcp", "udp", "tcp"]
+    assert len(meta["events"]) == tel["events"]
     summary = synthetic_recording["summary"]
     assert summary["n_markers"] == 3 and summary["telemetry"]["n_samples"] == N
 
