@@ -218,7 +218,7 @@ class Recorder:
         self.n_clipped += int(np.count_nonzero((data < self._lo) | (data > self._hi)))
         self._guard(self._files[0].write, np.ascontiguousarray(data.T).tobytes())
         self.n_times += data.shape[1]
-        self._maybe_flush()
+        self.flush_if_due()
 
     def annotate(self, onset_s, description, duration_s=0.0):
         """Add an annotation (a marker or a quality event).
@@ -238,7 +238,7 @@ class Recorder:
                            "duration": float(duration_s), "description": str(description)})
         self._guard(self._files[1].write, line + "\n")
         self.n_annotations += 1
-        self._maybe_flush()
+        self.flush_if_due()
 
     def flush(self):
         """Flush the journal to disk (fsync)."""
@@ -249,8 +249,14 @@ class Recorder:
             self._guard(os.fsync, fid.fileno())
         self._last_flush = time.monotonic()
 
-    def _maybe_flush(self):
-        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+    def flush_if_due(self):
+        """Flush (fsync) the journal if ``flush_interval_s`` has passed since the last one.
+
+        Called on every write and by the acquisition loop while no data arrives, so that
+        what was written reaches the disk within ``flush_interval_s`` of wall time.
+        """
+        if self._files is not None and \
+                time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
 
     def _guard(self, func, *args):
@@ -434,6 +440,19 @@ def recover(path, *, force=False):
     return finalize(journal, path, force=force, recovered=True)
 
 
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units="uV",
               annotations=(), start_time=None, equipment="", filetype="edf"):
     """Write an EDF+ or BDF+ file atomically (temporary name, then rename).
@@ -536,6 +555,7 @@ def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units=
         with open(tmp, "rb+") as fid:
             os.fsync(fid.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself must survive a power loss
     except OSError as err:
         tmp.unlink(missing_ok=True)
         why = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))

@@ -275,6 +275,8 @@ class Acquisition:
                         self.view.update(self.state())
                         last_view = now
                     if not block.shape[1]:
+                        if self._recording:  # keep the once-per-second fsync during stalls
+                            self.recorder.flush_if_due()
                         time.sleep(self.poll_s)
                 except KeyboardInterrupt:
                     if stopping:

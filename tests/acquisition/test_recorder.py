@@ -203,3 +203,18 @@ def test_many_annotations_in_a_short_recording_all_survive(tmp_path, data):
                       physical_min=-500.0, physical_max=500.0, annotations=anns * 2)
     assert stats["dropped_annotations"] == 2 * 127 - 128
     assert len(_read(tmp_path / "over.edf").annotations) == 128
+
+
+def test_journal_reaches_the_file_within_the_flush_interval(tmp_path, data):
+    import time
+
+    rec = _recorder(tmp_path / "f.edf", flush_interval_s=0.2).start()
+    samples = journal_path(tmp_path / "f.edf") / "samples.f64"
+    rec.write(data[:, :10])  # 240 bytes: still in the process's buffer
+    assert samples.stat().st_size == 0
+    rec.flush_if_due()
+    assert samples.stat().st_size == 0
+    time.sleep(0.25)
+    rec.flush_if_due()  # what the acquisition loop calls while no data arrives
+    assert samples.stat().st_size == 240
+    rec.close()
