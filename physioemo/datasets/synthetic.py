@@ -43,6 +43,11 @@ windows. Because direction and gain vary between subjects (and the alpha peak fr
 baseline spectra too), a model trained within a subject learns the effect clearly more
 easily than one trained across subjects.
 
+Measured on a 6-subject x 18-clip x 62-s file (seed 1), with HiSTN preprocessing and 1-s
+windows, a two-layer 1-D CNN reached weighted F1 0.85-0.96 within subject (first 40 s of
+each clip for training, last 20 s for testing) but 0.18-0.30 leaving one subject out
+(5 classes), for valence and arousal.
+
 Everything is deterministic per ``seed``: subject ``s`` draws from
 ``numpy.random.default_rng([seed, s])``, so the first subjects of a small file equal those
 of a large one with the same clip lengths.
