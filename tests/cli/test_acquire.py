@@ -152,3 +152,8 @@ def test_config_file_keys_are_option_names(tmp_path, capsys):
     cfg.write_text("device: synthetic\nsampling_rate: 250\n")
     assert main(["acquire", "--config", str(cfg)]) == 2
     _one_line_error(capsys, "unknown key(s) ['sampling_rate']")
+
+
+def test_device_and_out_are_required(capsys):
+    assert main(["acquire", "--device", "synthetic"]) == 2
+    _one_line_error(capsys, "--out is required")
