@@ -48,10 +48,11 @@ def test_markers_land_on_the_samples_they_were_sent_at(synthetic_recording, raw_
     for text, sent_at in synthetic_recording["sent"]:
         onsets = ann.onset[ann.description == text]
         assert onsets.size == 1, (text, list(ann.description))
-        # the sample the board stamped closest to the send time
+        # the sample the board stamped closest to the send time (the listener stamps the
+        # arrival, a few ms later; allow for scheduling delays on a busy machine)
         expected = np.argmin(np.abs(ts - sent_at)) / SFREQ
-        assert abs(onsets[0] - expected) < 0.05
-        assert abs(onsets[0] - (sent_at - ts[0])) < 0.1
+        assert -0.01 < onsets[0] - expected < 0.1
+        assert abs(onsets[0] - (sent_at - ts[0])) < 0.15
 
 
 def test_online_filter_equals_offline_on_the_recording(synthetic_recording, raw_edf):
