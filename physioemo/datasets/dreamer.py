@@ -46,6 +46,8 @@ BASELINE_SAMPLES = 61 * EEG_SFREQ
 BASELINE_MIDDLE = (3264, 4544)
 #: The last 60 s of each stimulus are kept (histn-spec section 1).
 STIMULUS_SAMPLES = 60 * EEG_SFREQ
+#: Shortest and longest stimulus in DREAMER, seconds (mean about 199 s).
+STIMULUS_SECONDS_RANGE = (65.0, 393.0)
 #: Environment variable naming the DREAMER file when no path is given.
 ENV_VAR = "PHYSIOEMO_DREAMER_PATH"
 #: Mean self-reported valence and arousal per clip (clips 1..18) in the real data.

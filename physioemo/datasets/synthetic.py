@@ -73,12 +73,11 @@ from .dreamer import (
     N_ECG_CHANNELS,
     N_SUBJECTS,
     RATING_RANGE,
+    STIMULUS_SECONDS_RANGE,
 )
 
 #: Size of the planted rating effect (log-amplitude per unit of (rating - 3) / 2).
 EFFECT_SIZE = 0.6
-#: Range of generated stimulus durations in seconds (DREAMER's clips are 65-393 s long).
-STIMULUS_SECONDS_RANGE = (65.0, 393.0)
 
 _CH = {name: i for i, name in enumerate(EEG_CHANNELS)}
 _REGION = {
