@@ -1,0 +1,1 @@
+"""Evaluation: ordinal metrics, splits, the DREAMER protocols and reports."""

@@ -1,0 +1,1 @@
+"""Training: soft-target losses and label smoothing (losses), the trainer (trainer)."""
