@@ -1,0 +1,141 @@
+"""Tune HiSTN's hyper-parameters with Optuna, then evaluate the best configuration.
+
+What it does
+------------
+1. ``physioemo tune`` searches ``--search-space`` (default
+   ``configs/search_space_histn.yaml``: Gaussian width, smoothing, region graph, epochs) for
+   one protocol and dimension, usually on a few subjects and folds (``--subjects``,
+   ``--folds``) to keep trials cheap, and writes ``OUT/tune/best_config.yaml`` (keys are
+   ``physioemo evaluate`` options), ``trials.csv``, ``study.json`` and plots.
+2. ``physioemo evaluate --config OUT/tune/best_config.yaml`` runs the best configuration on
+   every fold (and, with ``--eval-subjects``, on other subjects than those tuned on, which
+   is the honest estimate) into ``OUT/evaluate/`` (tables and ``report.html``).
+
+A rerun of the same command resumes both steps (the study's trial budget is global; the
+evaluation skips finished folds). Several machines can share the study with
+``--storage postgresql://...`` (see ``physioemo tune --help``).
+
+Expected run time: each trial costs what ``physioemo evaluate`` costs on the tuned subjects
+and folds. Projected from ``benchmarks/results/train.md`` (2-core CPU): ``sd-strict`` with
+the full recipe (50 epochs) is about 3 h per subject and fold set of 6 folds, so 20 trials on
+3 subjects with ``--folds 0`` (one sixth) take about 30 h, and the final evaluation on all
+23 subjects about 3 days; lower ``--epochs`` in the search space, use ``--jobs``, several
+machines or ``--device cuda`` to go faster.
+``--tiny``: a generated 2-subject, 4-clip DREAMER-format file, ``sd`` on subject 1, 2 trials
+of one batch on fold 0, then the evaluation on all 10 folds: about 40 s.
+
+Examples
+--------
+    python pipelines/tune_then_evaluate.py --dreamer DREAMER.mat --protocol sd-strict \\
+        --subjects 1 2 3 --folds 0 --n-trials 20 --eval-subjects 4 5 6 7 --out tuned
+    python pipelines/tune_then_evaluate.py --tiny --out /tmp/tuned-tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+TINY_SPACE = """\
+# tiny search space for CI: two parameters, one epoch
+sigma: {type: float, low: 0.25, high: 2.0, log: true}
+smoothing: {type: categorical, choices: [gaussian, onehot]}
+epochs: 1
+"""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dreamer", default=os.environ.get("PHYSIOEMO_DREAMER_PATH"),
+                   help="DREAMER.mat (default: $PHYSIOEMO_DREAMER_PATH)")
+    p.add_argument("--out", required=True, help="output folder (tune/ and evaluate/ inside)")
+    p.add_argument("--protocol", default="sd-strict", help="protocol (default sd-strict)")
+    p.add_argument("--dimension", default="valence", help="dimension (default valence)")
+    p.add_argument("--search-space", help="YAML search space (default: the tune default)")
+    p.add_argument("--n-trials", type=int, default=20, help="trials in the study (20)")
+    p.add_argument("--metric", default="weighted_f1", help="objective (weighted_f1)")
+    p.add_argument("--subjects", nargs="+", type=int, help="subjects tuned on (default all)")
+    p.add_argument("--folds", nargs="+", type=int, help="folds tuned on (default all)")
+    p.add_argument("--eval-subjects", nargs="+", type=int,
+                   help="subjects of the final evaluation (default: those tuned on)")
+    p.add_argument("--jobs", type=int, default=1, help="tuning workers / evaluation processes")
+    p.add_argument("--storage", help="Optuna storage URL (default: a file in OUT/tune)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiny", action="store_true",
+                   help="CI mode: tiny generated file, 2 trials of one batch")
+    args = p.parse_args(argv)
+    if not (args.dreamer or args.tiny):
+        p.error("pass --dreamer PATH (or set PHYSIOEMO_DREAMER_PATH)")
+    return args
+
+
+def physioemo(argv):
+    """Run a ``physioemo`` command in this process; stop on failure."""
+    from physioemo.cli.main import main
+
+    print("$ physioemo " + " ".join(argv), flush=True)
+    code = main(argv)
+    if code != 0:
+        sys.exit(f"physioemo {argv[0]} failed (exit code {code})")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tune = ["tune", "--protocol", args.protocol, "--dimension", args.dimension,
+            "--n-trials", str(args.n_trials), "--metric", args.metric, "--jobs", str(args.jobs),
+            "--device", args.device, "--seed", str(args.seed), "--out", str(out / "tune")]
+    evaluate_extra = ["--jobs", str(args.jobs)]
+    dreamer, space = args.dreamer, args.search_space
+    if args.tiny:
+        from physioemo.datasets import make_synthetic_dreamer
+
+        dreamer = out / "tiny_dreamer.mat"
+        if not dreamer.exists():
+            make_synthetic_dreamer(dreamer, n_subjects=2, n_clips=4, stimulus_seconds=61,
+                                   seed=args.seed)
+        space = out / "tiny_space.yaml"
+        space.write_text(TINY_SPACE)
+        tune[tune.index("--protocol") + 1] = "sd"
+        tune += ["--steps-per-epoch", "1", "--no-plots", "--cache-dir", str(out / "cache")]
+        args.subjects, args.folds = args.subjects or [1], args.folds or [0]
+        evaluate_extra += ["--threads", "1"]
+    tune += ["--dreamer", str(dreamer)]
+    if space:
+        tune += ["--search-space", str(space)]
+    if args.storage:
+        tune += ["--storage", args.storage]
+    if args.subjects:
+        tune += ["--subjects", *map(str, args.subjects)]
+    if args.folds:
+        tune += ["--folds", *map(str, args.folds)]
+    physioemo([*tune, "-q"])
+
+    best = out / "tune" / "best_config.yaml"
+    if not best.exists():
+        sys.exit(f"tuning finished without a complete trial: no {best}; see "
+                 f"{out / 'tune' / 'trials.csv'}")
+    print(best.read_text())
+    evaluate = ["evaluate", "--config", str(best), "--out", str(out / "evaluate"),
+                *evaluate_extra]
+    if args.eval_subjects:
+        evaluate += ["--subjects", *map(str, args.eval_subjects)]
+    physioemo([*evaluate, "-q"])
+    config = yaml.safe_load(best.read_text())
+    print(f"best configuration: {best}\n  "
+          + ", ".join(f"{k}={config[k]}" for k in ("sigma", "smoothing", "graph", "epochs")
+                      if k in config)
+          + f"\nevaluation: {out / 'evaluate' / 'results.md'}, "
+            f"{out / 'evaluate' / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
