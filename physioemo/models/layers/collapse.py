@@ -49,5 +49,22 @@ class GlobalCollapse(nn.Module):
         beta = torch.softmax(self.linear(y.mean(-1)), dim=-1)
         return beta.unsqueeze(-2) @ y
 
+    def forward_mean(self, y_mean):
+        """Time-mean of :meth:`forward` from the time-mean of its input.
+
+        ``forward(y).mean(-1) == forward_mean(y.mean(-1))`` (weights from the mean, linear
+        in time).
+
+        Parameters
+        ----------
+        y_mean : torch.Tensor, shape (batch, n_regions)
+
+        Returns
+        -------
+        g_mean : torch.Tensor, shape (batch, 1)
+        """
+        beta = torch.softmax(self.linear(y_mean), dim=-1)
+        return (beta * y_mean).sum(-1, keepdim=True)
+
     def extra_repr(self):  # noqa: D102 (documented by nn.Module)
         return f"n_regions={self.n_regions}"

@@ -52,11 +52,22 @@ class RegionAttentionFusion(nn.Module):
             nn.init.uniform_(w, -math.sqrt(3.0 / n), math.sqrt(3.0 / n))
         nn.init.zeros_(self.bias)
 
-    def attention(self, x):
-        """Attention weights, shape (batch, n_regions, n_channels), zero outside each region."""
+    def attention(self, x_mean):
+        """Attention weights from the time-mean.
+
+        Parameters
+        ----------
+        x_mean : torch.Tensor, shape (batch, n_channels)
+            ``x.mean(-1)``.
+
+        Returns
+        -------
+        alpha : torch.Tensor, shape (batch, n_regions, n_channels)
+            Zero outside each region; each row sums to 1.
+        """
         # W[i, j]: input channel i -> output j
         W = block_diag_scatter(list(self.weight), self._flat, self.order.numel())
-        logits = x.mean(-1) @ W + self.bias
+        logits = x_mean @ W + self.bias
         return torch.softmax(logits.unsqueeze(-2) + self._neg, dim=-1)
 
     def forward(self, x):
@@ -70,7 +81,23 @@ class RegionAttentionFusion(nn.Module):
         -------
         z : torch.Tensor, shape (batch, n_regions, n_times)
         """
-        return self.attention(x) @ x
+        return self.attention(x.mean(-1)) @ x
+
+    def forward_mean(self, x_mean):
+        """Time-mean of :meth:`forward` from the time-mean of its input.
+
+        The weights depend on ``x`` only through its time-mean and the fusion is linear in
+        time, so ``forward(x).mean(-1) == forward_mean(x.mean(-1))``.
+
+        Parameters
+        ----------
+        x_mean : torch.Tensor, shape (batch, n_channels)
+
+        Returns
+        -------
+        z_mean : torch.Tensor, shape (batch, n_regions)
+        """
+        return (self.attention(x_mean) @ x_mean.unsqueeze(-1)).squeeze(-1)
 
     def extra_repr(self):  # noqa: D102 (documented by nn.Module)
         return f"region_sizes={self.sizes}"
