@@ -132,7 +132,9 @@ class FusedTemporalConv(nn.Module):
             return (windows @ self.fused_kernels().unsqueeze(-1)).squeeze(-1)
         # (n_channels, batch, n_times) @ (n_channels, n_times, n_times)
         y = torch.bmm(x.transpose(0, 1), self.band_matrices())
-        return y.transpose(0, 1)
+        # one cheap copy back to (batch, n_channels, n_times) memory order: BatchNorm and
+        # the layers after it run faster on contiguous tensors
+        return y.transpose(0, 1).contiguous()
 
     def forward_literal(self, x):
         """Compute the unfused reference: conv2d with the shared kernels, then mixing.
