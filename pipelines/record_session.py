@@ -23,7 +23,7 @@ Outputs: ``OUT.edf`` (EDF+, markers as annotations), ``OUT.json`` (sidecar writt
 
 Expected run time: the experiment itself (``lead + baseline + repeats * n_conditions *
 (stim + rest) + tail``; 4 min 20 s with the defaults) plus a few seconds to start the board.
-``--tiny``: synthetic board, 2 one-second trials, about 10 s.
+``--tiny``: synthetic board, two 1.5-s trials, about 15 s.
 
 Examples
 --------
@@ -71,11 +71,11 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the condition order")
     p.add_argument("--force", action="store_true", help="replace an existing recording")
     p.add_argument("--tiny", action="store_true",
-                   help="CI mode: synthetic board, 2 conditions x 1 repeat of 1-s stimuli")
+                   help="CI mode: synthetic board, 2 conditions x 1 repeat of 1.5-s stimuli")
     args = p.parse_args(argv)
     if args.tiny:
         args.device, args.conditions, args.repeats = "synthetic", ["a", "b"], 1
-        args.baseline_s, args.stim_s, args.rest_s, args.lead_s = 2.0, 1.0, 1.0, 1.5
+        args.baseline_s, args.stim_s, args.rest_s, args.lead_s = 2.0, 1.5, 1.5, 1.5
     return args
 
 

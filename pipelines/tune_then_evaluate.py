@@ -57,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--protocol", default="sd-strict", help="protocol (default sd-strict)")
     p.add_argument("--dimension", default="valence", help="dimension (default valence)")
     p.add_argument("--search-space", help="YAML search space (default: the tune default)")
-    p.add_argument("--n-trials", type=int, default=20, help="trials in the study (20)")
+    p.add_argument("--n-trials", type=int, help="trials in the study (default 20; tiny: 2)")
     p.add_argument("--metric", default="weighted_f1", help="objective (weighted_f1)")
     p.add_argument("--subjects", nargs="+", type=int, help="subjects tuned on (default all)")
     p.add_argument("--folds", nargs="+", type=int, help="folds tuned on (default all)")
@@ -70,6 +70,8 @@ def parse_args(argv=None):
     p.add_argument("--tiny", action="store_true",
                    help="CI mode: tiny generated file, 2 trials of one batch")
     args = p.parse_args(argv)
+    if args.n_trials is None:
+        args.n_trials = 2 if args.tiny else 20
     if not (args.dreamer or args.tiny):
         p.error("pass --dreamer PATH (or set PHYSIOEMO_DREAMER_PATH)")
     return args
