@@ -84,6 +84,27 @@ def test_resume_after_partial_run_matches_full_run(tiny_data, tmp_path):
     assert [r["curve"] for r in resumed] == [r["curve"] for r in full]
 
 
+def test_every_fold_starts_from_the_same_weights(tiny_data, monkeypatch):
+    from physioemo.training import trainer as trainer_mod
+
+    seen = []
+    fit = trainer_mod.Trainer.fit
+
+    def spy(self, train, val=None):
+        seen.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        return fit(self, train, val)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", spy)
+    data, labels = tiny_data
+    run_protocol("sd", data, labels, subjects=[0, 1], folds=[0, 1, 2], **FAST)
+    assert len(seen) == 6
+    for i in (1, 2):
+        assert all(torch.equal(seen[0][k], seen[i][k]) for k in seen[0])
+        assert all(torch.equal(seen[3][k], seen[3 + i][k]) for k in seen[3])
+    # another subject starts elsewhere (its own derived seed)
+    assert not torch.equal(seen[0]["conv.weight"], seen[3]["conv.weight"])
+
+
 def test_sd_strict_holds_out_whole_clips(tiny_data):
     data, labels = tiny_data
     recs = run_protocol("sd-strict", data, labels, subjects=[0], **FAST)
