@@ -7,9 +7,12 @@ function computes the same thing with one output buffer forward and one per inpu
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 
+@lru_cache(maxsize=64)
 def _spans(n_in, n_out, k, p0):
     """(tap, output start, output stop, input start) of every tap's valid overlap."""
     out = []
@@ -17,29 +20,32 @@ def _spans(n_in, n_out, k, p0):
         t0, t1 = max(0, p0 - j), min(n_out, n_in + p0 - j)
         if t1 > t0:
             out.append((j, t0, t1, t0 + j - p0))
-    return out
+    return tuple(out)
+
+
+def _taps_forward(x, w, p0, p1):
+    n_in, k = x.shape[-1], w.shape[1]
+    n_out = n_in + p0 + p1 - k + 1
+    spans = _spans(n_in, n_out, k, p0)
+    # start from a tap that covers every output sample (no zero fill), if there is one
+    first = next((sp for sp in spans if sp[1] == 0 and sp[2] == n_out), None)
+    if first is not None:
+        j, _, _, s0 = first
+        y = x[..., s0:s0 + n_out] * w[:, j:j + 1]
+    else:
+        y = x.new_zeros(x.shape[:-1] + (n_out,))
+    for sp in spans:
+        if sp is not first:
+            j, t0, t1, s0 = sp
+            y[..., t0:t1].addcmul_(x[..., s0:s0 + t1 - t0], w[:, j:j + 1])
+    return y, spans
 
 
 class _DepthwiseTaps(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, p0, p1):
-        n_in, k = x.shape[-1], w.shape[1]
-        n_out = n_in + p0 + p1 - k + 1
-        spans = _spans(n_in, n_out, k, p0)
-        # start from a tap that covers every output sample (no zero fill), if there is one
-        full = [sp for sp in spans if sp[1] == 0 and sp[2] == n_out]
-        if full:
-            j, _, _, s0 = full[0]
-            y = x[..., s0:s0 + n_out] * w[:, j:j + 1]
-        else:
-            y = x.new_zeros(x.shape[:-1] + (n_out,))
-        for sp in spans:
-            if full and sp is full[0]:
-                continue
-            j, t0, t1, s0 = sp
-            y[..., t0:t1].addcmul_(x[..., s0:s0 + t1 - t0], w[:, j:j + 1])
+        y, ctx.spans = _taps_forward(x, w, p0, p1)
         ctx.save_for_backward(x, w)
-        ctx.spans = spans
         return y
 
     @staticmethod
@@ -75,4 +81,6 @@ def depthwise_taps(x, w, pad_before=0, pad_after=0):
     y : torch.Tensor, shape (..., n_channels, n_times + pad_before + pad_after - n_taps + 1)
         ``y[..., c, t] = sum_j w[c, j] x[..., c, t + j - pad_before]``.
     """
+    if not torch.is_grad_enabled():  # inference: skip the autograd Function's overhead
+        return _taps_forward(x, w, int(pad_before), int(pad_after))[0]
     return _DepthwiseTaps.apply(x, w, int(pad_before), int(pad_after))

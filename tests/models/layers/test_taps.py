@@ -20,3 +20,5 @@ def test_depthwise_taps_against_conv1d(shape, k, p0, p1):
     for a, b in zip(torch.autograd.grad(got, [x, w], g), torch.autograd.grad(ref, [x, w], g),
                     strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # the inference path without the autograd Function
+        torch.testing.assert_close(depthwise_taps(x, w, p0, p1), ref.detach())
