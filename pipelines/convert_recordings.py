@@ -65,7 +65,7 @@ TO_UNIT = {"uV": 1e6, "µV": 1e6, "mV": 1e3, "V": 1.0}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", help="physioemo .edf/.bdf or BrainFlow CSV files")
     p.add_argument("--bids-root", required=True, help="output BIDS-like folder")

@@ -53,7 +53,7 @@ BASELINE, STIM_PREFIX, REST, END = "baseline", "stim/", "rest", "end"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="synthetic", help="device profile (physioemo devices)")
     p.add_argument("--serial-port", help="serial port of the dongle (passed to acquire)")

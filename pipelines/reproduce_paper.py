@@ -25,9 +25,10 @@ throughput in ``benchmarks/results/train.md`` (about 1,900 windows/s on a 2-core
 * ``reston1``: about 25 min per subject and dimension (100 pretraining epochs over the other
   22 subjects plus 400 short fine-tuning epochs), about 19 h for both dimensions.
 
-Use ``--jobs K`` (subjects in parallel processes), ``--device cuda``, ``--subjects`` to split
-the subjects across machines (each writing its own OUT, merged by running this script again
-with ``--report-only`` over a folder holding all results), or ``--protocols reston1`` first.
+Use ``--jobs K`` (subjects in parallel processes), ``--device cuda``, or split the subjects
+across machines: each runs ``--subjects ...`` into its own OUT; then concatenate the
+``<protocol>-<dimension>/results.jsonl`` files of all machines into one OUT and run
+``--report-only`` there. ``--protocols reston1`` alone (the SI table) is the cheap part.
 ``--tiny``: a generated 3-subject, 4-clip DREAMER-format file, subject 1 only, one epoch of
 one batch: about 40 s (the numbers mean nothing; it checks the whole path).
 
@@ -52,7 +53,7 @@ DIMENSIONS = ("valence", "arousal")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dreamer", default=os.environ.get("PHYSIOEMO_DREAMER_PATH"),
                    help="DREAMER.mat (default: $PHYSIOEMO_DREAMER_PATH)")

@@ -49,7 +49,7 @@ epochs: 1
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dreamer", default=os.environ.get("PHYSIOEMO_DREAMER_PATH"),
                    help="DREAMER.mat (default: $PHYSIOEMO_DREAMER_PATH)")
