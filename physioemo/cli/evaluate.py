@@ -141,7 +141,6 @@ def run(args):
                f"DREAMER-format file ({path}, {n_subj} synthetic subjects). These numbers "
                "say nothing about real EEG.")
         logger.warning(msg)
-        print(msg, file=sys.stderr)
         notes.append(msg)
     else:
         settings["dreamer"] = str(path)
