@@ -47,6 +47,10 @@ def session(tmp_path_factory):
     return out
 
 
+def _table(path, delimiter=","):
+    return list(csv.DictReader(Path(path).read_text().splitlines(), delimiter=delimiter))
+
+
 def _read(path, **kw):
     return mne.io.read_raw_edf(path, preload=True, verbose="error", **kw)
 
@@ -65,10 +69,10 @@ def test_record_session_markers_and_summary(session):
     onsets = np.array([o for o, _ in ours])
     assert onsets[0] > 0  # markers fall inside the recording, not clamped to its start
     np.testing.assert_allclose(onsets - onsets[0], offsets, atol=0.15)
-    sched = list(csv.DictReader(open(session.with_name("tiny_schedule.tsv")), delimiter="\t"))
+    sched = _table(session.with_name("tiny_schedule.tsv"), "\t")
     assert [r["marker"] for r in sched] == expected
 
-    rows = list(csv.DictReader(open(session.with_name("tiny_summary.csv"))))
+    rows = _table(session.with_name("tiny_summary.csv"))
     assert [r["label"] for r in rows] == expected[:-1]
     # oracle: scipy periodogram band power of the filtered segment, 1-s windows
     data, sfreq = raw.get_data(units="uV"), 250.0
@@ -120,10 +124,10 @@ def test_convert_recordings_edf_and_brainflow_csv(session, tmp_path):
     got = [(a["onset"], a["description"]) for a in conv.annotations]
     assert [d for _, d in got] == [d for _, d in keep]
     np.testing.assert_allclose([o for o, _ in got], [o for o, _ in keep], atol=1e-3)
-    events = list(csv.DictReader(open(eeg / f"{stem}_events.tsv"), delimiter="\t"))
+    events = _table(eeg / f"{stem}_events.tsv", "\t")
     assert [e["trial_type"] for e in events] == [d for _, d in keep]
     assert [int(e["sample"]) for e in events] == [round(o * 250) for o, _ in keep]
-    chans = list(csv.DictReader(open(eeg / f"{stem}_channels.tsv"), delimiter="\t"))
+    chans = _table(eeg / f"{stem}_channels.tsv", "\t")
     assert [c["name"] for c in chans] == orig.ch_names
     assert {c["units"] for c in chans} == {"uV"} and {c["type"] for c in chans} == {"EEG"}
     side = json.loads((eeg / f"{stem}_eeg.json").read_text())
@@ -166,7 +170,7 @@ def test_reproduce_paper_tiny(tmp_path):
         assert float(cells[5]) == pytest.approx(ours - float(number), abs=0.011)
     html = (out / "report.html").read_text()
     assert "96.82" in html and "81.59" in html and "data:image/png;base64," in html
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    rows = _table(out / "results.csv")
     assert {(r["protocol"], r["dimension"]) for r in rows} == set(paper)
 
 
