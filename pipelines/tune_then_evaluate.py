@@ -16,11 +16,13 @@ evaluation skips finished folds). Several machines can share the study with
 ``--storage postgresql://...`` (see ``physioemo tune --help``).
 
 Expected run time: each trial costs what ``physioemo evaluate`` costs on the tuned subjects
-and folds. Projected from ``benchmarks/results/train.md`` (2-core CPU): ``sd-strict`` with
-the full recipe (50 epochs) is about 3 h per subject and fold set of 6 folds, so 20 trials on
-3 subjects with ``--folds 0`` (one sixth) take about 30 h, and the final evaluation on all
-23 subjects about 3 days; lower ``--epochs`` in the search space, use ``--jobs``, several
-machines or ``--device cuda`` to go faster.
+and folds. Projected from the training throughput in ``benchmarks/results/train.md`` (about
+7 steps of 256 windows per second on a 2-core CPU): ``sd-strict`` trains on about 90,600
+windows per fold (354 batches per epoch), so the full recipe (50 epochs) costs about 40 min
+per subject and fold: 20 trials on 3 subjects with ``--folds 0`` take about 40 h (fewer with
+the search space's 10-50 epochs and the pruner), and the final evaluation of all 6 folds of
+23 subjects about 4 days. Use ``--jobs``, several machines (PostgreSQL storage) or
+``--device cuda`` to go faster.
 ``--tiny``: a generated 2-subject, 4-clip DREAMER-format file, ``sd`` on subject 1, 2 trials
 of one batch on fold 0, then the evaluation on all 10 folds: about 40 s.
 
