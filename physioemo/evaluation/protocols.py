@@ -374,18 +374,22 @@ def _subject_folds(ctx, subject):
     return records
 
 
+def _curve(history):
+    """Per-epoch history as JSON-safe lists (NaN, e.g. no validation, becomes null)."""
+    return {k: [None if np.isnan(v) else float(v) for v in vals] for k, vals in history.items()}
+
+
 def _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s, **extra):
     rec = {"protocol": p["protocol"], "dimension": p["dimension"],
            "subject": int(p["numbers"][subject]),
            "fold": fold, "smoothing": p["smoothing"], "sigma": p["sigma"],
            "graph": p["graph"], "seed": p["seed"], "fold_seed": fseed, "metrics": metrics,
            "confusion": cm,
-           "curve": {k: [float(v) for v in vals] for k, vals in trainer.history_.items()},
+           "curve": _curve(trainer.history_),
            "best_epoch": trainer.best_epoch_, "train_seconds": trainer.fit_seconds_,
            "test_seconds": test_s}
     if pre is not None:
-        rec["pretrain_curve"] = {k: [float(v) for v in vals]
-                                 for k, vals in pre.history_.items()}
+        rec["pretrain_curve"] = _curve(pre.history_)
         rec["pretrain_seconds"] = pre.fit_seconds_
     rec.update(extra)
     return rec
