@@ -17,20 +17,23 @@ each into ``OUT/<protocol>-<dimension>/`` (resumable: rerunning the same command
 subjects beside the paper's reported number (:data:`physioemo.evaluation.report.PAPER_F1`)
 and the wall time of each run.
 
-Expected run time on the full DREAMER (23 subjects), projected from the measured training
-throughput in ``benchmarks/results/train.md`` (about 1,900 windows/s on a 2-core CPU):
+Expected run time on the full DREAMER (23 subjects, 2 CPU cores):
 
-* ``sd``: about 8 h per subject and dimension on 2 CPU cores (10 folds x 50 epochs of about
-  420 batches of 256), so about 15 days for 23 subjects x 2 dimensions on one such machine;
-* ``reston1``: about 25 min per subject and dimension (100 pretraining epochs over the other
-  22 subjects plus 400 short fine-tuning epochs), about 19 h for both dimensions.
+* ``sd``: 10 folds x 50 epochs of about 420 batches of 256 windows per subject (53 M
+  windows). At the 17,500 windows/s of ``benchmarks/results/train.md`` (idle machine) that
+  is about 50 min per subject and dimension, about 40 h for 23 subjects x 2 dimensions; on
+  a busy machine several times more.
+* ``reston1``: 100 pretraining epochs over the other 22 subjects (2.4 M windows in batches
+  of 120) plus 400 fine-tuning epochs (270 k windows). Measured on a shared 2-core machine
+  (load ~6) with 2 pretraining subjects: about 870 windows/s, i.e. about 50 min per subject
+  and dimension, about 40 h for the SI table; an idle machine is several times faster.
 
 Use ``--jobs K`` (subjects in parallel processes), ``--device cuda``, or split the subjects
 across machines: each runs ``--subjects ...`` into its own OUT; then concatenate the
 ``<protocol>-<dimension>/results.jsonl`` files of all machines into one OUT and run
 ``--report-only`` there. ``--protocols reston1`` alone (the SI table) is the cheap part.
 ``--tiny``: a generated 3-subject, 4-clip DREAMER-format file, subject 1 only, one epoch of
-one batch: about 40 s (the numbers mean nothing; it checks the whole path).
+one batch: about 20 s (the numbers mean nothing; it checks the whole path).
 
 Examples
 --------

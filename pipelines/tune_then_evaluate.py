@@ -16,15 +16,15 @@ evaluation skips finished folds). Several machines can share the study with
 ``--storage postgresql://...`` (see ``physioemo tune --help``).
 
 Expected run time: each trial costs what ``physioemo evaluate`` costs on the tuned subjects
-and folds. Projected from the training throughput in ``benchmarks/results/train.md`` (about
-7 steps of 256 windows per second on a 2-core CPU): ``sd-strict`` trains on about 90,600
-windows per fold (354 batches per epoch), so the full recipe (50 epochs) costs about 40 min
-per subject and fold: 20 trials on 3 subjects with ``--folds 0`` take about 40 h (fewer with
-the search space's 10-50 epochs and the pruner), and the final evaluation of all 6 folds of
-23 subjects about 4 days. Use ``--jobs``, several machines (PostgreSQL storage) or
-``--device cuda`` to go faster.
+and folds. ``sd-strict`` trains on about 90,600 windows per fold (354 batches of 256 per
+epoch); at the 17,500 windows/s of ``benchmarks/results/train.md`` (2 idle CPU cores) the
+full recipe (50 epochs) costs about 4-5 min per subject and fold, so 20 trials on 3 subjects
+with ``--folds 0`` take about 5 h and the final evaluation of all 6 folds of 23 subjects
+about 10 h; a busy machine is several times slower. Use ``--jobs``, several machines
+(PostgreSQL storage) or ``--device cuda`` to go faster.
 ``--tiny``: a generated 2-subject, 4-clip DREAMER-format file, ``sd`` on subject 1, 2 trials
-of one batch on fold 0, then the evaluation on all 10 folds: about 40 s.
+of one batch on fold 0, then the evaluation on all 10 folds: about 25 s (up to a minute on a
+busy machine).
 
 Examples
 --------
