@@ -302,24 +302,12 @@ class BrainFlowSource(Source):
 
 def _read_edf(path):
     """Return ``(data (n_channels, n_times), sfreq, labels)`` of an EDF/BDF file."""
-    import pyedflib
+    from .replay import open_edf
 
-    try:
-        reader = pyedflib.EdfReader(str(path))
-    except OSError as err:
-        raise DataError(f"cannot read {str(path)!r} as EDF/BDF ({err}); pass an EDF+ or "
-                        "BDF+ recording.") from None
-    try:
+    with open_edf(path) as (reader, sfreq):
         n = reader.signals_in_file
-        rates = {reader.getSampleFrequency(i) for i in range(n)}
-        if len(rates) != 1:
-            raise DataError(f"{str(path)!r} mixes sampling rates {sorted(rates)}; replay "
-                            "needs one rate for every channel; resample or select channels.")
-        labels = reader.getSignalLabels()
         data = np.vstack([reader.readSignal(i) for i in range(n)]) if n else np.empty((0, 0))
-        return data, float(rates.pop()), labels
-    finally:
-        reader.close()
+        return data, sfreq, reader.getSignalLabels()
 
 
 def _recording_device(path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,29 @@ import numpy as np
 from ..exceptions import DataError
 from ..utils._checks import check_number
 from .base import Source
+
+
+@contextmanager
+def open_edf(path):
+    """Open an EDF/BDF file whose channels share one rate; yield ``(reader, sfreq)``.
+
+    Raises :class:`DataError` for a file that is not EDF/BDF or mixes sampling rates.
+    """
+    import pyedflib
+
+    try:
+        reader = pyedflib.EdfReader(str(path))
+    except OSError as err:
+        raise DataError(f"cannot read {str(path)!r} as EDF/BDF ({err}); pass an EDF+ or "
+                        "BDF+ recording.") from None
+    try:
+        rates = {reader.getSampleFrequency(i) for i in range(reader.signals_in_file)}
+        if len(rates) > 1:
+            raise DataError(f"{str(path)!r} mixes sampling rates {sorted(rates)}; replay "
+                            "needs one rate for every channel; resample first.")
+        yield reader, float(rates.pop()) if rates else float("nan")
+    finally:
+        reader.close()
 
 
 class EDFSource(Source):
@@ -36,8 +60,6 @@ class EDFSource(Source):
         self._load_header()
 
     def _load_header(self):
-        import pyedflib
-
         path = Path(self.path).expanduser()
         if not path.is_file():
             raise DataError(f"recording {str(path)!r} does not exist; pass the path of an "
@@ -45,19 +67,10 @@ class EDFSource(Source):
         if self.speed is not None:
             check_number("speed", self.speed, low=0, low_inclusive=False,
                          hint="pass speed=1.0 for real time or None for as fast as possible")
-        try:
-            reader = pyedflib.EdfReader(str(path))
-        except OSError as err:
-            raise DataError(f"cannot read {str(path)!r} as EDF/BDF ({err}); pass an EDF+ or "
-                            "BDF+ recording.") from None
-        try:
+        with open_edf(path) as (reader, sfreq):
             n = reader.signals_in_file
-            rates = {reader.getSampleFrequency(i) for i in range(n)}
-            if len(rates) != 1:
-                raise DataError(f"{str(path)!r} mixes sampling rates {sorted(rates)}; replay "
-                                "needs one rate for every channel; resample first.")
             self.ch_names = reader.getSignalLabels()
-            self.sfreq = float(rates.pop())
+            self.sfreq = sfreq
             self.units = reader.getPhysicalDimension(0) if n else "uV"
             self.physical_min = float(reader.getPhysicalMinimum(0))
             self.physical_max = float(reader.getPhysicalMaximum(0))
@@ -65,8 +78,6 @@ class EDFSource(Source):
             self.annotations = [{"onset": float(o), "duration": float(d), "description": t}
                                 for o, d, t in zip(onsets, durations, texts, strict=True)]
             self._reader_path = path
-        finally:
-            reader.close()
         self.line_freq = None
         self.rate_factor = self.speed or 1.0
 
