@@ -1,0 +1,85 @@
+"""The documentation cannot go stale: generated pages match, relative links resolve."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _make_page():
+    spec = importlib.util.spec_from_file_location("make_page", ROOT / "benchmarks" /
+                                                  "make_page.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmarks_page_matches_results():
+    page = ROOT / "docs" / "benchmarks.md"
+    assert page.read_text() == _make_page().render(), (
+        "docs/benchmarks.md is stale; run .venv/bin/python benchmarks/make_page.py")
+
+
+def test_make_page_reads_numbers_commands_and_dates(tmp_path):
+    mp = _make_page()
+    (tmp_path / "tune.md").write_text(
+        "# Tune bench\n\nCommand: `.venv/bin/python benchmarks/tune.py --trials 3`\n\n"
+        "2 workers vs 1: 1.25x by wall clock, 1.90x by busy time.\n")
+    (tmp_path / "train.md").write_text(
+        "# Train bench\n\nCommand: `.venv/bin/python benchmarks/train.py`\n"
+        "Date: 2030-01-02 03:04 UTC; device: cpu\n\n## Step\n\n"
+        "| model | ms / step | vs literal | vs Keras reference (4,200/s) |\n"
+        "|---|---:|---:|---:|\n"
+        "| physioemo HiSTN (fused banded head) | 1.0 | 7.50x | 9.25x |\n"
+        "| literal conv2d head (same model) | 7.5 | 1.00x | 1.23x |\n")
+    (tmp_path / "dsp-quick.md").write_text("# smoke run, left out\n")
+    assert [p.name for p in mp.result_files(tmp_path)] == ["train.md", "tune.md"]
+    texts = {p.name: p.read_text() for p in mp.result_files(tmp_path)}
+    rows = mp.headlines(texts)
+    assert [(r[2], r[3]) for r in rows] == [("7.50x", "train.md"), ("9.25x", "train.md"),
+                                            ("1.25x", "tune.md")]
+    page = mp.render(tmp_path)
+    assert "Date: 2030-01-02 03:04 UTC" in page
+    assert "Command: `.venv/bin/python benchmarks/tune.py --trials 3`" in page
+    assert "Date: not recorded in the file" in page  # tune.md has no date
+    assert "### Step" in page and "smoke run" not in page  # headings demoted one level
+    # a result file whose layout changed stops the script instead of dropping a number
+    (tmp_path / "tune.md").write_text("# Tune bench\n\nno ratio here\n")
+    with pytest.raises(LookupError, match="tune.md"):
+        mp.render(tmp_path)
+
+
+def _links(text):
+    """Relative link targets of Markdown links/images and HTML src/href, outside code."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    targets = re.findall(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", text)
+    targets += re.findall(r"""(?:src|href)=["']([^"']+)["']""", text)
+    return [t for t in targets
+            if not re.match(r"^[a-z][a-z0-9+.-]*:", t, re.I) and not t.startswith("#")]
+
+
+def _doc_files():
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [f for f in files if f.is_file()]
+
+
+def test_link_checker_finds_links():
+    text = ("see [a](docs/a.md#x) and ![img](img/b.png \"t\") <img src='c.svg'> "
+            "[web](https://x.org) [top](#top) `[no](code.md)`\n```\n[no](block.md)\n```\n")
+    assert _links(text) == ["docs/a.md#x", "img/b.png", "c.svg"]
+
+
+@pytest.mark.parametrize("doc", _doc_files(), ids=lambda p: p.name)
+def test_relative_links_resolve(doc):
+    # README fragments (docs/_readme*.md) are written for the README's folder.
+    base = ROOT if doc.name.startswith("_readme") else doc.parent
+    missing = []
+    for target in _links(doc.read_text()):
+        path = target.split("#", 1)[0]
+        if path and not (base / path).exists():
+            missing.append(target)
+    assert not missing, f"{doc.relative_to(ROOT)} links to missing files: {missing}"
