@@ -16,12 +16,15 @@ with warnings.catch_warnings():
 DREAMER = ["AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4",
            "F8", "AF4"]
 
+# Profiles that deliberately rename a board's channels (the board's own names differ).
+RENAMED = {"synthetic-epoc"}
+
 
 def test_all_profiles_present():
     names = [p.name for p in list_profiles()]
     assert names == sorted(["synthetic", "playback", "cyton", "cyton-daisy", "ganglion",
                             "cyton-wifi", "cyton-daisy-wifi", "ganglion-wifi",
-                            "emotiv-epoc"])
+                            "emotiv-epoc", "synthetic-epoc"])
     # in a checkout the packaged folder is the repository's devices/ itself
     import physioemo
 
@@ -36,7 +39,7 @@ def test_profile_matches_brainflow(profile):
     descr = BoardShim.get_board_descr(profile.board_id)
     assert profile.sfreq == descr["sampling_rate"]
     assert profile.n_channels == len(descr["eeg_channels"])
-    if "eeg_names" in descr:
+    if "eeg_names" in descr and profile.name not in RENAMED:
         assert list(profile.ch_names) == descr["eeg_names"].split(",")
     assert profile.physical_min < 0 < profile.physical_max
 
@@ -55,6 +58,14 @@ def test_issue_facts():
 def test_emotiv_epoc_is_the_dreamer_layout():
     p = load_profile("emotiv-epoc")
     assert list(p.ch_names) == DREAMER and p.sfreq == 128.0 and p.driver == "none"
+
+
+def test_synthetic_epoc_names_the_synthetic_board_as_dreamer():
+    p, board = load_profile("synthetic-epoc"), load_profile("synthetic")
+    assert list(p.ch_names) == DREAMER + ["Fz", "Cz"]
+    assert (p.board_id, p.n_channels, p.sfreq) == (board.board_id, board.n_channels,
+                                                   board.sfreq)
+    assert (p.physical_min, p.physical_max) == (board.physical_min, board.physical_max)
 
 
 def test_unknown_and_broken_profiles(tmp_path, monkeypatch):
