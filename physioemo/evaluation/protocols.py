@@ -112,6 +112,96 @@ def scale_schedule(schedule, recipe_epochs, epochs):
     return out
 
 
+def scale_lr(schedule, lr):
+    """Set the first rate of a schedule to ``lr`` and scale the later ones by the same factor.
+
+    Parameters
+    ----------
+    schedule : dict of int -> float | float
+        ``{first_epoch: lr}`` (or a constant rate).
+    lr : float
+        New initial learning rate.
+
+    Returns
+    -------
+    schedule : dict of int -> float | float
+        E.g. ``scale_lr({0: 1e-3, 30: 5e-4}, 2e-3) == {0: 2e-3, 30: 1e-3}``; ``lr`` equal to
+        the first rate returns the schedule unchanged.
+    """
+    if not isinstance(schedule, dict):
+        return float(lr)
+    first = schedule[min(schedule)]
+    return {k: (float(lr) if v == first else v * (float(lr) / first))
+            for k, v in schedule.items()}
+
+
+#: Keyword arguments of :func:`run_protocol` that replace recipe entries (see its docstring).
+HYPERPARAMS = ("lr", "dropout", "batch_size")
+
+
+def _main_stage(name, recipe):
+    """Return the recipe dict of the stage that ``lr`` and ``batch_size`` act on."""
+    return recipe["stage2"] if name == "no-pretrain" else recipe
+
+
+def _apply_hyperparams(name, recipe, values, overrides):
+    """Validate ``lr``/``dropout``/``batch_size`` and return (recipe, recorded values).
+
+    A value equal to the recipe's is recorded as ``None``: it gives the same results, so a
+    run made without it may resume with it.
+    """
+    lr, dropout, batch_size = (values[k] for k in HYPERPARAMS)
+    if lr is not None:
+        lr = check_number("lr", lr, low=0.0, low_inclusive=False,
+                          hint="pass a positive initial learning rate such as 1e-3")
+    if dropout is not None:
+        dropout = check_number("dropout", dropout, low=0.0, high=1.0, high_inclusive=False,
+                               hint="pass a dropout probability such as 0.5 (0 disables it)")
+    if batch_size is not None:
+        batch_size = check_number("batch_size", batch_size, low=1, integer=True,
+                                  hint="pass a positive number of windows per batch")
+    clash = sorted(k for k in HYPERPARAMS if values[k] is not None and k in (overrides or {}))
+    if clash:
+        raise ParameterError(
+            f"{clash} given both as keyword argument(s) and in overrides "
+            f"({ {k: overrides[k] for k in clash} }); each may be set only once; drop the "
+            "overrides entry or the keyword argument.")
+    recipe = copy.deepcopy(recipe)
+    stage = _main_stage(name, recipe)
+    recorded = {}
+    if dropout is not None:
+        recorded["dropout"] = None if dropout == recipe["dropout"] else dropout
+        recipe["dropout"] = dropout
+    if batch_size is not None:
+        recorded["batch_size"] = None if batch_size == stage["batch_size"] else batch_size
+        stage["batch_size"] = batch_size
+    if lr is not None:
+        new = scale_lr(stage["lr"], lr)
+        recorded["lr"] = None if new == stage["lr"] else lr
+        stage["lr"] = new
+    return recipe, {k: recorded.get(k) for k in HYPERPARAMS}
+
+
+def _plain_schedule(schedule):
+    if not isinstance(schedule, dict):
+        return float(schedule)
+    return {str(k): float(v) for k, v in sorted(schedule.items())}
+
+
+def _hyperparams_record(recipe, trainer, finetune=None):
+    """Hyper-parameters a fold was trained with (JSON-safe: schedule keys are strings).
+
+    ``trainer`` is the main stage (SD training, SI pretraining, or the only stage of
+    ``no-pretrain``); ``finetune`` the fine-tuning stage of ``reston1``/``1on1``.
+    """
+    out = {"dropout": float(recipe["dropout"]), "batch_size": int(trainer.batch_size),
+           "lr": _plain_schedule(trainer.lr)}
+    if finetune is not None:
+        out["finetune_batch_size"] = int(finetune.batch_size)
+        out["finetune_lr"] = _plain_schedule(finetune.lr)
+    return out
+
+
 def _default_model_fn(n_outputs, dropout, graph, n_channels, n_times):
     from ..models import build_model
 
@@ -303,7 +393,8 @@ def _subject_folds(ctx, subject):
             trainer.fit(train, val)
             metrics, cm, test_s = _score(trainer, test, n_classes)
             rec = _record(p, subject, fold, fseed, metrics, cm, trainer, None, test_s,
-                          n_train=len(train), n_val=len(val), n_test=len(test), **split_info)
+                          n_train=len(train), n_val=len(val), n_test=len(test),
+                          hyperparams=_hyperparams_record(recipe, trainer), **split_info)
             records.append(rec)
             if store is not None:
                 store.append(rec)
@@ -354,8 +445,10 @@ def _subject_folds(ctx, subject):
         extra = {}
         if protocol == "1on1":
             extra["pretrain_subject"] = int(p["numbers"][p["pairs"][subject]])
+        hyper = (_hyperparams_record(recipe, trainer) if pre is None
+                 else _hyperparams_record(recipe, pre, finetune=trainer))
         rec = _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s,
-                      n_train=len(train2), n_test=len(test), **extra)
+                      n_train=len(train2), n_test=len(test), hyperparams=hyper, **extra)
         records.append(rec)
         if store is not None:
             store.append(rec)
@@ -396,8 +489,8 @@ def _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s, **extra)
 
 
 def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epochs=None,
-                 finetune_epochs=None, steps_per_epoch=None, smoothing="gaussian", sigma=0.5,
-                 graph="G0", seed=0,
+                 finetune_epochs=None, steps_per_epoch=None, lr=None, dropout=None,
+                 batch_size=None, smoothing="gaussian", sigma=0.5, graph="G0", seed=0,
                  out_dir=None, n_jobs=1, n_threads=None, device="cpu", folds=None,
                  save_checkpoints=True, model_fn=None, subject_numbers=None, overrides=None,
                  verbose=None):
@@ -425,6 +518,23 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     steps_per_epoch : int | None
         Overrides the class-balanced batches per epoch of the main (SD) or pretraining (SI)
         stage (the recipe: ``n_training_windows // batch_size``); for quick runs.
+    lr : float | None
+        Initial learning rate of the main (SD) or pretraining (SI) stage, and of the only
+        stage of ``no-pretrain``. Later milestones of the recipe's schedule are scaled by
+        the same factor, so ``lr=1e-3`` reproduces ``sd`` ({0: 1e-3, 30: 5e-4}) and
+        ``lr=2e-3`` gives {0: 2e-3, 30: 1e-3}; the recipes start at 1e-3 (``sd``,
+        ``sd-strict``, ``1on1``, ``no-pretrain``) and 1e-2 (``reston1``, ``reston1-nc``).
+        The fine-tuning stage of ``reston1``/``reston1-nc``/``1on1`` keeps its schedule.
+        ``None`` keeps the recipe.
+    dropout : float | None
+        Dropout probability of the model, in [0, 1) (the recipes: 0.5 for ``sd`` and
+        ``sd-strict``, 0.2 for the subject-independent protocols); passed to ``model_fn``.
+        ``None`` keeps the recipe.
+    batch_size : int | None
+        Windows per batch of the stage ``lr`` acts on (the recipes: 256 SD, 120 SI
+        pretraining, 100 for ``no-pretrain``). With the recipe's steps per epoch
+        (``steps_per_epoch=None``) an epoch still covers about as many windows as there are
+        training windows. ``None`` keeps the recipe.
     smoothing : {"gaussian", "onehot", "uniform"}
         Training targets.
     sigma : float
@@ -456,6 +566,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
         Replace entries of the protocol's recipe (:data:`RECIPES`), e.g.
         ``{"batch_size": 64, "lr": {0: 3e-3}, "n_val": 300, "n_test": 300}`` for quick runs
         and tests. Recorded in the settings; results are then not the paper's recipe.
+        An entry may not also be given as ``lr``, ``dropout`` or ``batch_size``.
     verbose : bool | None
         Progress bars (``None`` follows the CLI's ``-q``).
 
@@ -463,7 +574,16 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     -------
     records : list of dict
         One record per (subject, fold) of the requested subjects and folds, including those
-        found finished in ``out_dir``; sorted by subject then fold.
+        found finished in ``out_dir``; sorted by subject then fold. ``hyperparams`` holds
+        the dropout, batch size and learning-rate schedule (epoch -> rate, after stretching
+        to ``epochs``) the fold was trained with.
+
+    Notes
+    -----
+    ``lr``, ``dropout`` and ``batch_size`` are part of the settings in
+    ``out_dir/settings.json`` (``None`` when they equal the recipe's, since the results are
+    then identical), so a rerun with other values into the same ``out_dir`` is refused
+    rather than mixing folds trained with different hyper-parameters.
     """
     check_option("name", name, PROTOCOLS)
     check_option("dimension", dimension, DIMENSION_NAMES)
@@ -507,6 +627,8 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
 
         check_keys(overrides, recipe, where=f"overrides of protocol {name!r}")
         recipe.update(overrides)
+    recipe, hyper = _apply_hyperparams(
+        name, recipe, {"lr": lr, "dropout": dropout, "batch_size": batch_size}, overrides)
     n_threads = int(n_threads or max(1, (os.cpu_count() or 1) // n_jobs))
     try:
         from ..datasets.dreamer import EEG_CHANNELS
@@ -515,7 +637,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
 
     settings = {"protocol": name, "dimension": dimension, "epochs": epochs,
                 "finetune_epochs": finetune_epochs, "steps_per_epoch": steps_per_epoch,
-                "smoothing": smoothing, "sigma": sigma,
+                **hyper, "smoothing": smoothing, "sigma": sigma,
                 "graph": graph, "seed": seed, "overrides": overrides or None,
                 "model": "histn" if model_fn is None else getattr(
                     model_fn, "__qualname__", repr(model_fn)),
