@@ -104,11 +104,16 @@ def scale_schedule(schedule, recipe_epochs, epochs):
     Returns
     -------
     schedule : dict of int -> float
-        Milestone ``k`` moves to ``round(k * epochs / recipe_epochs)``.
+        Milestone ``k`` moves to ``round(k * epochs / recipe_epochs)``, but never before
+        epoch 1 (the first epoch always runs at the initial rate); when two milestones land
+        on the same epoch the earlier one is kept.
     """
+    if not isinstance(schedule, dict):
+        return schedule
     out = {}
     for k in sorted(schedule):
-        out[int(round(k * epochs / recipe_epochs))] = schedule[k]
+        new = int(round(k * epochs / recipe_epochs))
+        out.setdefault(max(new, 1) if k > 0 else new, schedule[k])
     return out
 
 
@@ -655,7 +660,8 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
            "steps_per_epoch": steps_per_epoch, "folds": folds,
            "save_checkpoints": save_checkpoints and model_fn is None,
            "ch_names": EEG_CHANNELS, "numbers": numbers,
-           "pairs": dict((t, pre) for pre, t in one_on_one_pairs(n_subjects))}
+           "pairs": (dict((t, pre) for pre, t in one_on_one_pairs(n_subjects))
+                     if n_subjects > 1 else {})}
     todo = [s for s in subjects]
     logger.info("protocol %s, %s, %d subject(s), %d job(s) x %d thread(s)", name, dimension,
                 len(todo), n_jobs, n_threads)

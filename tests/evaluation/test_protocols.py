@@ -45,6 +45,11 @@ FAST = {"epochs": 1, "steps_per_epoch": 2, "finetune_epochs": 1, "model_fn": tin
 
 def test_scale_schedule_and_seeds():
     assert scale_schedule({0: 1e-3, 30: 5e-4}, 50, 5) == {0: 1e-3, 3: 5e-4}
+    # one epoch runs at the initial rate (50 / 100 epochs rounds to 0, which used to win)
+    assert scale_schedule({0: 1e-2, 50: 2e-3}, 100, 1) == {0: 1e-2, 1: 2e-3}
+    assert scale_schedule({0: 1e-3, 200: 2e-4, 350: 1e-4}, 400, 1) == {0: 1e-3, 1: 2e-4}
+    assert scale_schedule({0: 1e-3, 200: 2e-4, 350: 1e-4}, 400, 8) == {0: 1e-3, 4: 2e-4,
+                                                                        7: 1e-4}
     assert derive_seed(0, 1, 2) == derive_seed(0, 1, 2) != derive_seed(0, 2, 1)
 
 
@@ -190,3 +195,158 @@ def test_sd_learns_planted_effect_and_gaussian_raises_seq2hr(synthetic):
     assert out["onehot"]["weighted_f1"] > F1_MIN
     assert out["gaussian"]["weighted_f1"] > F1_MIN
     assert out["gaussian"]["seq2hr"] > out["onehot"]["seq2hr"] + SEQ2HR_MARGIN
+
+
+# -- lr / dropout / batch_size keywords ------------------------------------------------------
+def test_scale_lr_keeps_the_schedule_shape():
+    from physioemo.evaluation.protocols import scale_lr
+
+    assert scale_lr({0: 1e-3, 30: 5e-4}, 2e-3) == {0: 2e-3, 30: 1e-3}
+    assert scale_lr({0: 1e-2, 50: 2e-3}, 1e-3) == pytest.approx({0: 1e-3, 50: 2e-4})
+    assert scale_lr({0: 1e-3, 30: 5e-4}, 1e-3) == {0: 1e-3, 30: 5e-4}  # exact identity
+    assert scale_lr(3e-3, 1e-4) == 1e-4
+
+
+class Spy:
+    """Records the dropout given to model_fn, training batch sizes and Adam's rate per step."""
+
+    def __init__(self, monkeypatch):
+        self.reset()
+        spy = self
+
+        class SpyTiny(Tiny):
+            def forward(self, x):
+                if self.training:
+                    spy.batches.append(x.shape[0])
+                return super().forward(x)
+
+        class SpyAdam(torch.optim.Adam):
+            def step(self, closure=None):
+                spy.lrs.append(self.param_groups[0]["lr"])
+                return super().step(closure)
+
+        def model_fn(n_outputs, dropout, graph, n_channels, n_times):
+            spy.dropouts.append(dropout)
+            return SpyTiny(n_channels, n_outputs, dropout)
+
+        self.model_fn = model_fn
+        monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
+
+    def reset(self):
+        self.dropouts, self.batches, self.lrs = [], [], []
+
+
+def test_hyperparameters_reach_model_and_optimizer(tiny_data, tmp_path, monkeypatch):
+    data, labels = tiny_data
+    spy = Spy(monkeypatch)
+    kw = {**FAST, "model_fn": spy.model_fn, "subjects": [0]}
+    # sd, 2 epochs: the recipe's milestone 30 of 50 moves to epoch round(1.2) = 1
+    (rec,) = run_protocol("sd", data, labels, folds=[0], lr=4e-3, dropout=0.3,
+                          batch_size=16, out_dir=tmp_path / "sd", **{**kw, "epochs": 2})
+    assert spy.dropouts == [0.3]
+    assert spy.batches == [16] * 4  # 2 epochs x 2 steps
+    assert spy.lrs == pytest.approx([4e-3, 4e-3, 2e-3, 2e-3])
+    assert rec["curve"]["lr"] == pytest.approx([4e-3, 2e-3])
+    assert rec["hyperparams"] == {"dropout": 0.3, "batch_size": 16,
+                                  "lr": {"0": 4e-3, "1": pytest.approx(2e-3)}}
+    settings = json.loads((tmp_path / "sd" / "settings.json").read_text())
+    assert (settings["lr"], settings["dropout"], settings["batch_size"]) == (4e-3, 0.3, 16)
+
+    # reston1: lr/batch_size act on pretraining (recipe starts at 1e-2); fine-tuning keeps
+    # batch 100 shuffled over 666 windows (6 x 100 + 66) at 1e-3
+    spy.reset()
+    (rec,) = run_protocol("reston1", data, labels, lr=5e-3, dropout=0.1, batch_size=8, **kw)
+    assert spy.dropouts == [0.1]
+    assert spy.batches == [8, 8] + [100] * 6 + [66]
+    assert spy.lrs == pytest.approx([5e-3] * 2 + [1e-3] * 7)
+    # the recipe's 50-of-100 milestone (2e-3, scaled by 5e-3 / 1e-2) moves to epoch 1
+    assert rec["hyperparams"] == {"dropout": 0.1, "batch_size": 8,
+                                  "lr": {"0": 5e-3, "1": pytest.approx(1e-3)},
+                                  "finetune_batch_size": 100, "finetune_lr": {"0": 1e-3}}
+
+    # no-pretrain: they act on its only stage (666 windows in batches of 300)
+    spy.reset()
+    (rec,) = run_protocol("no-pretrain", data, labels, lr=2e-3, batch_size=300, **kw)
+    assert spy.dropouts == [0.2]  # the recipe's
+    assert spy.batches == [300, 300, 66]
+    assert spy.lrs == pytest.approx([2e-3] * 3)
+    assert rec["hyperparams"] == {"dropout": 0.2, "batch_size": 300, "lr": {"0": 2e-3}}
+
+
+def test_histn_is_built_with_the_given_dropout(tiny_data, monkeypatch):
+    from physioemo.models.histn import HiSTN
+    from physioemo.training import trainer as trainer_mod
+
+    models = []
+    fit = trainer_mod.Trainer.fit
+
+    def spy(self, train, val=None):
+        models.append(self.model)
+        return fit(self, train, val)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", spy)
+    data, labels = tiny_data
+    fast = {k: v for k, v in FAST.items() if k != "model_fn"}
+    run_protocol("no-pretrain", data, labels, subjects=[0], dropout=0.35, batch_size=333,
+                 save_checkpoints=False, **fast)
+    (model,) = models
+    assert isinstance(model, HiSTN) and model.dropout == 0.35
+
+
+def test_recipe_values_reproduce_the_recipe_and_another_lr_does_not(tiny_data):
+    data, labels = tiny_data
+    kw = {**FAST, "subjects": [0], "folds": [0], "epochs": 2}
+    (base,) = run_protocol("sd", data, labels, **kw)
+    (same,) = run_protocol("sd", data, labels, lr=1e-3, dropout=0.5, batch_size=256, **kw)
+    assert same["metrics"] == base["metrics"] and same["curve"] == base["curve"]
+    assert same["confusion"] == base["confusion"]
+    assert base["hyperparams"] == {"dropout": 0.5, "batch_size": 256,
+                                   "lr": {"0": 1e-3, "1": 5e-4}}
+    (other,) = run_protocol("sd", data, labels, lr=3e-2, **kw)
+    assert other["curve"]["lr"] == pytest.approx([3e-2, 1.5e-2])
+    assert other["curve"]["train_loss"][1] != base["curve"]["train_loss"][1]
+    assert other["metrics"] != base["metrics"]
+
+
+def test_resume_with_other_hyperparameters_is_refused(tiny_data, tmp_path):
+    data, labels = tiny_data
+    out = tmp_path / "run"
+    kw = {**FAST, "subjects": [0], "folds": [0], "out_dir": out}
+    run_protocol("sd", data, labels, **kw)
+    lines = (out / "results.jsonl").read_text().splitlines()
+    settings = json.loads((out / "settings.json").read_text())
+    assert (settings["lr"], settings["dropout"], settings["batch_size"]) == (None,) * 3
+    # the recipe's own values give the same results: the run resumes, nothing recomputed
+    again = run_protocol("sd", data, labels, lr=1e-3, dropout=0.5, batch_size=256, **kw)
+    assert [json.dumps(r) for r in again] == [json.dumps(json.loads(x)) for x in lines]
+    for extra, match in [({"lr": 2e-3}, r"\(lr: None -> 0\.002\)"),
+                         ({"dropout": 0.3}, r"\(dropout: None -> 0\.3\)"),
+                         ({"batch_size": 64}, r"\(batch_size: None -> 64\)")]:
+        with pytest.raises(ParameterError, match=r"holds results computed with other "
+                                                 r"settings " + match):
+            run_protocol("sd", data, labels, **extra, **{**kw, "folds": [0, 1]})
+    assert (out / "results.jsonl").read_text().splitlines() == lines
+    # a directory written before these keywords existed (no keys) resumes with the recipe
+    old = {k: v for k, v in settings.items() if k not in ("lr", "dropout", "batch_size")}
+    (out / "settings.json").write_text(json.dumps(old))
+    assert len(run_protocol("sd", data, labels, **kw)) == 1
+    with pytest.raises(ParameterError, match=r"\(lr: None -> 0\.002\)"):
+        run_protocol("sd", data, labels, lr=2e-3, **kw)
+    assert (out / "results.jsonl").read_text().splitlines() == lines
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"lr": 0}, r"lr=0 is out of range: it must be > 0\.0; pass a positive initial"),
+    ({"lr": float("nan")}, r"lr must be finite, got nan"),
+    ({"lr": "fast"}, r"lr must be a number, got str"),
+    ({"dropout": 1.0}, r"dropout=1\.0 is out of range: it must be >= 0\.0 and < 1\.0"),
+    ({"dropout": -0.1}, r"dropout=-0\.1 is out of range"),
+    ({"batch_size": 0}, r"batch_size=0 is out of range: it must be >= 1; pass a positive"),
+    ({"batch_size": 2.5}, r"batch_size must be an integer, got float"),
+    ({"batch_size": 64, "overrides": {"batch_size": 32}},
+     r"\['batch_size'\] given both as keyword argument\(s\) and in overrides"),
+])
+def test_bad_hyperparameters(tiny_data, extra, match):
+    data, labels = tiny_data
+    with pytest.raises(ParameterError, match=match):
+        run_protocol("sd", data, labels, subjects=[0], folds=[0], **{**FAST, **extra})
