@@ -37,6 +37,7 @@ SI_PROTOCOLS = ("reston1", "reston1-nc", "1on1")
 DEFAULTS = {
     "dreamer": None, "protocol": "sd", "dimension": "valence", "subjects": None,
     "epochs": None, "finetune_epochs": None, "steps_per_epoch": None,
+    "lr": None, "dropout": None, "batch_size": None,
     "smoothing": "gaussian", "sigma": 0.5, "graph": "G0", "jobs": 1, "threads": None,
     "device": "cpu", "cache_dir": None, "synthetic_subjects": 4, "synthetic_seconds": 70.0,
     "out": None, "seed": 0,
@@ -59,6 +60,15 @@ def add_arguments(parser):
                         help="override the 400 fine-tuning epochs of reston1/1on1")
     parser.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, metavar="N",
                         help="override the balanced batches per epoch (quick runs)")
+    parser.add_argument("--lr", type=float, metavar="LR",
+                        help="initial learning rate of the main/pretraining stage; later "
+                             "milestones scale with it (default: the recipe's, 1e-3 for sd, "
+                             "1e-2 for reston1)")
+    parser.add_argument("--dropout", type=float, metavar="P",
+                        help="model dropout in [0, 1) (default: the recipe's, 0.5 SD, 0.2 SI)")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, metavar="N",
+                        help="windows per batch of the main/pretraining stage (default: the "
+                             "recipe's, 256 SD, 120 SI)")
     parser.add_argument("--smoothing", choices=("gaussian", "onehot", "uniform", "both"),
                         help="training targets; 'both' runs gaussian and onehot "
                              "(default: gaussian)")
@@ -96,9 +106,24 @@ def _check(settings):
         raise UsageError("no output directory given; pass --out DIR (or 'out' in --config).")
     check_option("protocol", settings["protocol"], PROTOCOLS)
     check_option("smoothing", settings["smoothing"], ("gaussian", "onehot", "uniform", "both"))
-    for key in ("epochs", "finetune_epochs", "steps_per_epoch", "threads"):
+    for key in ("epochs", "finetune_epochs", "steps_per_epoch", "batch_size", "threads"):
         if settings[key] is not None:
             check_number(key, settings[key], low=1, integer=True)
+    for key in ("lr", "dropout"):
+        # YAML 1.1 (config files, PHYSIOEMO_* variables) reads `1e-3` as a string
+        if isinstance(settings[key], str):
+            try:
+                settings[key] = float(settings[key])
+            except ValueError:
+                pass  # check_number says what is wrong
+    if settings["lr"] is not None:
+        settings["lr"] = check_number("lr", settings["lr"], low=0.0, low_inclusive=False,
+                                      hint="pass a positive initial learning rate such as "
+                                           "1e-3")
+    if settings["dropout"] is not None:
+        settings["dropout"] = check_number("dropout", settings["dropout"], low=0.0, high=1.0,
+                                           high_inclusive=False, hint="pass a dropout "
+                                           "probability such as 0.5 (0 disables it)")
     check_number("jobs", settings["jobs"], low=1, integer=True)
     check_number("synthetic_subjects", settings["synthetic_subjects"], low=2, high=23,
                  integer=True)
@@ -164,7 +189,9 @@ def run(args):
         run_protocol(settings["protocol"], data, labels, dimension=settings["dimension"],
                      subjects=subjects, epochs=settings["epochs"],
                      finetune_epochs=settings["finetune_epochs"],
-                     steps_per_epoch=settings["steps_per_epoch"], smoothing=smoothing,
+                     steps_per_epoch=settings["steps_per_epoch"], lr=settings["lr"],
+                     dropout=settings["dropout"], batch_size=settings["batch_size"],
+                     smoothing=smoothing,
                      sigma=settings["sigma"], graph=settings["graph"], seed=settings["seed"],
                      out_dir=run_dir, n_jobs=settings["jobs"], n_threads=settings["threads"],
                      device=settings["device"])

@@ -80,3 +80,45 @@ def test_evaluate_unknown_config_key(tmp_path, capsys):
     cfg.write_text("protocol: sd\nlearning_rate: 0.1\n")
     assert main(["evaluate", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
     assert "unknown key(s) ['learning_rate']" in capsys.readouterr().err
+
+
+def test_evaluate_hyperparameter_flags_and_config(tmp_path, capsys):
+    out = tmp_path / "hp"
+    argv = ["evaluate", "--protocol", "no-pretrain", "--subjects", "1", "--epochs", "1",
+            "--lr", "2e-3", "--dropout", "0.3", "--batch-size", "300", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert (cfg["lr"], cfg["dropout"], cfg["batch_size"]) == (2e-3, 0.3, 300)
+    settings = json.loads((out / "settings.json").read_text())
+    assert (settings["lr"], settings["dropout"], settings["batch_size"]) == (2e-3, 0.3, 300)
+    (rec,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert rec["hyperparams"] == {"dropout": 0.3, "batch_size": 300, "lr": {"0": 2e-3}}
+    assert rec["curve"]["lr"] == [2e-3]
+    # config keys have the flags' names; `1e-3`-style numbers (YAML strings) are accepted
+    text = (out / "config.yaml").read_text().replace("lr: 0.002", "lr: 2e-3")
+    assert "lr: 2e-3" in text
+    (tmp_path / "c.yaml").write_text(text)
+    out2 = tmp_path / "again"
+    assert main(["evaluate", "--config", str(tmp_path / "c.yaml"), "--out", str(out2),
+                 "-q"]) == 0
+    (rec2,) = [json.loads(x) for x in (out2 / "results.jsonl").read_text().splitlines()]
+    assert rec2["metrics"] == rec["metrics"] and rec2["hyperparams"] == rec["hyperparams"]
+    # the flag beats the config file; other values refuse to resume into the same --out
+    capsys.readouterr()
+    assert main(["evaluate", "--config", str(tmp_path / "c.yaml"), "--lr", "5e-3", "--out",
+                 str(out2), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # synthetic-data warning, then it
+    assert "other settings (lr: 0.002 -> 0.005)" in err[-1]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--lr", "0"], "lr=0.0 is out of range: it must be > 0.0"),
+    (["--dropout", "1.5"], "dropout=1.5 is out of range: it must be >= 0.0 and < 1.0"),
+    (["--batch-size", "0"], "batch_size=0 is out of range: it must be >= 1"),
+])
+def test_evaluate_bad_hyperparameters(tmp_path, capsys, monkeypatch, argv, match):
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--protocol", "sd", *argv, "--out", "X"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0]
+    assert not (tmp_path / "X").exists()  # refused before any work
