@@ -505,9 +505,10 @@ def _signal_figure(rec, n_show=6):
     ax.set_yticks([-i * spread for i in range(len(data))], raw.ch_names[:len(data)])
     for onset, text in rec["markers"]:
         ax.axvline(onset, color="k", ls="--", lw=0.8)
-        ax.text(onset, spread * 0.8, text, rotation=0, fontsize=8)
+        ax.text(onset, 1.0, text, transform=ax.get_xaxis_transform(), fontsize=8,
+                va="bottom")
     ax.set_xlabel("time (s)")
-    ax.set_title("recording (1-45 Hz band-pass), markers from the EDF+ annotations")
+    ax.set_title("recording (1-45 Hz band-pass), markers from the EDF+ annotations", pad=16)
     return fig
 
 
@@ -516,20 +517,25 @@ def _prediction_figure(pred, rec):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, ax = plt.subplots(figsize=(10, 3), layout="constrained")
     proba = pred["proba"]
-    ax.stackplot(pred["start_s"], proba.T,
+    # each window's probabilities hold until the next window starts; the last one for 1 s
+    t = np.append(pred["start_s"], pred["start_s"][-1] + 1.0)
+    ax.stackplot(t, np.vstack([proba, proba[-1:]]).T,
                  labels=[f"rating {k + 1}" for k in range(proba.shape[1])], step="post")
     for onset, text in rec["markers"]:
         ax.axvline(onset, color="k", ls="--", lw=0.8)
-        ax.text(onset, 1.02, text, fontsize=8)
-    ax.set_xlim(pred["start_s"][0], pred["start_s"][-1] + 1.0)
+        ax.text(onset, 1.0, text, transform=ax.get_xaxis_transform(), fontsize=8,
+                va="bottom")
+    ax.set_xlim(t[0], t[-1])
     ax.set_ylim(0, 1)
     ax.set_xlabel("window start (s)")
     ax.set_ylabel("probability")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    ax.set_title("valence rating probabilities per 1-s window")
+    ax.set_title("valence rating probabilities per 1-s window (HiSTN, Gaussian targets)",
+                 pad=16)
     return fig
 
 
