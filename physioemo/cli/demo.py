@@ -166,6 +166,23 @@ def _common_flags(args):
     return flags + (["--debug"] if args.debug else [])
 
 
+def _command(argv):
+    """Run ``physioemo ARGV`` in this process and return its exit code."""
+    import sys
+
+    from .main import main
+
+    print("$ physioemo " + " ".join(argv), flush=True)
+    # commands record sys.argv as their command line (the EDF+ sidecar of acquire): make
+    # it the one that really ran
+    saved = sys.argv
+    sys.argv = ["physioemo", *argv]
+    try:
+        return main(argv)
+    finally:
+        sys.argv = saved
+
+
 def _free_port():
     # TCPMarkers cannot report an OS-chosen port through `acquire`, so ask the OS for a
     # free one and hand it over (the window in which another program could take it is tiny)
@@ -249,7 +266,6 @@ def record(out, settings, args):
 
     from ..exceptions import DeviceError
     from ..utils.logging import logger
-    from .main import main
 
     folder = out / "recording"
     folder.mkdir()
@@ -258,12 +274,11 @@ def record(out, settings, args):
     port = _free_port()
     argv = ["acquire", "--device", "synthetic-epoc", "--out", str(edf), "--duration",
             f"{seconds:g}", "--markers", f"tcp:{port}", "--no-tui", *_common_flags(args)]
-    print("$ physioemo " + " ".join(argv), flush=True)
-    logger.info("a scripted experiment sends %s to 127.0.0.1:%d",
+    logger.info("a scripted experiment will send %s to 127.0.0.1:%d",
                 ", ".join(repr(t) for _, t in SCHEDULE), port)
     experiment = _Experiment(edf, port, seconds).start()
     try:
-        code = main(argv)
+        code = _command(argv)
     finally:
         experiment.stop()
     if code != 0:
@@ -276,6 +291,12 @@ def record(out, settings, args):
         fid.write("sent_s\tmarker\n")
         fid.writelines(f"{t:.3f}\t{text}\n" for t, text in experiment.sent)
     raw = mne.io.read_raw_edf(edf, preload=True, verbose="error")
+    if raw.n_times < round(seconds * raw.info["sfreq"]):
+        # acquire stops cleanly on Ctrl-C and succeeds; the demo stops too
+        logger.warning("the recording stopped after %.1f s of %g s; the demo stops (its "
+                       "output is incomplete: no demo.json)", raw.n_times /
+                       raw.info["sfreq"], seconds)
+        raise KeyboardInterrupt
     wanted = {text for _, text in SCHEDULE}
     markers = [(float(a["onset"]), a["description"]) for a in raw.annotations
                if a["description"] in wanted]
@@ -417,7 +438,6 @@ def predict(out, rec, checkpoint, args):
     import numpy as np
 
     from ..exceptions import DataError
-    from .main import main
 
     folder = out / "prediction"
     folder.mkdir()
@@ -434,8 +454,7 @@ def predict(out, rec, checkpoint, args):
     argv = ["predict", "--checkpoint", str(checkpoint), "--edf", str(rec["edf"]), "--out",
             str(csv_path), "--baseline-start", f"{b0:.4f}", "--baseline-seconds",
             f"{b_len:.4f}", *_common_flags(args)]
-    print("$ physioemo " + " ".join(argv), flush=True)
-    code = main(argv)
+    code = _command(argv)
     if code != 0:
         raise DataError(f"applying the model to the recording failed (`physioemo predict` "
                         f"exit code {code}, error above); rerun the demo with --debug.")
@@ -714,7 +733,7 @@ def run(args):
                         f"{counts})"),
         ("settings", f"{out / 'config.yaml'}, {out / 'run.json'}, {out / 'demo.json'}"),
         ("time", f"{summary['seconds_total']:.0f} s  ("
-                 + ", ".join(f"{i + 1}: {t:.0f} s" for i, t in enumerate(step_s)) + ")"),
+                 + ", ".join(f"{i + 1}: {t:.1f} s" for i, t in enumerate(step_s)) + ")"),
     ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"  {k:<{width}}  {v}" for k, v in rows))

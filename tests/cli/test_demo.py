@@ -44,6 +44,9 @@ def test_recording_is_edf_plus_with_the_sent_markers(run):
     assert [d for _, d in ours] == MARKERS
     onsets = np.array([o for o, _ in ours])
     assert np.all(np.diff(onsets) > 0) and 0 <= onsets[0] and onsets[-1] < SECONDS
+    meta = json.loads((out / "recording" / "recording.json").read_text())
+    assert meta["device"] == "synthetic-epoc" and meta["n_markers"] >= len(MARKERS)
+    assert meta["command"][:4] == ["physioemo", "acquire", "--device", "synthetic-epoc"]
     with open(out / "recording" / "schedule.tsv") as fid:
         sent = list(csv.DictReader(fid, delimiter="\t"))
     assert [r["marker"] for r in sent] == MARKERS
