@@ -43,8 +43,8 @@ def searchable_params(accepted_by=None):
     Returns
     -------
     names : list of str
-        e.g. ``epochs``, ``finetune_epochs``, ``steps_per_epoch``, ``smoothing``, ``sigma``,
-        ``graph``.
+        e.g. ``epochs``, ``finetune_epochs``, ``steps_per_epoch``, ``lr``, ``dropout``,
+        ``batch_size``, ``smoothing``, ``sigma``, ``graph``.
     """
     from ..evaluation.protocols import run_protocol
 

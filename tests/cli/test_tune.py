@@ -114,13 +114,14 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, space_text, extra, code, 
 
 def test_bad_input_for_the_real_runner(tmp_path, capsys):
     space = tmp_path / "space.yaml"
-    space.write_text("lr: {type: float, low: 0.0001, high: 0.01}\n")
+    space.write_text("n_filters: {type: int, low: 8, high: 32}\n")
     code = cli_main.main(["tune", "--search-space", str(space), "--out", str(tmp_path / "o"),
                           "--dreamer", str(tmp_path / "none.mat")])
     err = capsys.readouterr().err
     assert code == 2
     assert "run_protocol that `physioemo evaluate --config` also accepts" in err
-    assert "'sigma'" in err and "'graph'" in err
+    assert "['n_filters']" in err
+    assert "'sigma'" in err and "'graph'" in err and "'lr'" in err and "'batch_size'" in err
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +139,10 @@ def test_tiny_real_search_round_trips_into_evaluate(tmp_path, tiny_dreamer):
 
     space = tmp_path / "space.yaml"
     space.write_text("sigma: {type: float, low: 0.25, high: 2.0, log: true}\n"
-                     "graph: {type: categorical, choices: [G0, G1]}\n")
+                     "graph: {type: categorical, choices: [G0, G1]}\n"
+                     "lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
+                     "dropout: {type: float, low: 0.0, high: 0.6}\n"
+                     "batch_size: {type: categorical, choices: [16, 32]}\n")
     out, cache = tmp_path / "tune", tmp_path / "cache"
     assert cli_main.main(["tune", "--dreamer", str(tiny_dreamer), "--cache-dir", str(cache),
                           "--protocol", "sd-strict", "--subjects", "1", "--folds", "0",
@@ -154,6 +158,8 @@ def test_tiny_real_search_round_trips_into_evaluate(tmp_path, tiny_dreamer):
     config = load_config(out / "best_config.yaml", allowed=DEFAULTS)
     assert config["sigma"] == best.params["sigma"] and config["graph"] == best.params["graph"]
     assert config["subjects"] == [1] and config["epochs"] == 1
+    for key in ("lr", "dropout", "batch_size"):
+        assert config[key] == best.params[key], key
     if "evaluate" not in cli_main.COMMANDS:
         pytest.skip("`physioemo evaluate` is not registered yet; the best config was checked "
                     "against its option names only")
@@ -166,6 +172,12 @@ def test_tiny_real_search_round_trips_into_evaluate(tmp_path, tiny_dreamer):
     assert fold0[0]["metrics"]["weighted_f1"] == best.value
     assert fold0[0]["sigma"] == best.params["sigma"] and fold0[0]["graph"] == best.params[
         "graph"]
+    # ... and trained with the tuned hyper-parameters (epochs=1: one constant rate)
+    assert fold0[0]["hyperparams"] == {"dropout": best.params["dropout"],
+                                       "batch_size": best.params["batch_size"],
+                                       "lr": {"0": best.params["lr"], "1": pytest.approx(
+                                           best.params["lr"] / 2)}}
+    assert fold0[0]["curve"]["lr"] == [best.params["lr"]]
 
 
 def test_timeout_stops_new_trials_and_env_storage_is_used(tmp_path, space_file, monkeypatch):

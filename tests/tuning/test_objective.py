@@ -1,4 +1,5 @@
 import contextlib
+import json
 
 import numpy as np
 import optuna
@@ -86,6 +87,41 @@ def test_searchable_params_and_folds_follow_run_protocol():
     from physioemo.cli.evaluate import DEFAULTS
 
     names = searchable_params(DEFAULTS)
-    assert {"sigma", "graph", "smoothing", "epochs"} <= set(names)
-    assert not {"data", "out_dir", "seed", "subjects", "folds"} & set(names)
+    assert {"sigma", "graph", "smoothing", "epochs", "lr", "dropout", "batch_size"} <= set(names)
+    assert not {"data", "out_dir", "seed", "subjects", "folds", "overrides"} & set(names)
     assert (n_folds("sd"), n_folds("sd-strict"), n_folds("reston1")) == (10, 6, 1)
+
+
+def test_protocol_runner_trains_with_the_sampled_hyperparameters(tmp_path, monkeypatch):
+    from physioemo.models.histn import HiSTN
+    from physioemo.training import trainer as trainer_mod
+    from physioemo.tuning.objective import ProtocolRunner
+
+    seen = []
+    fit = trainer_mod.Trainer.fit
+
+    def spy(self, train, val=None):
+        seen.append((self.model, self.batch_size, self.lr))
+        return fit(self, train, val)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", spy)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, size=(1, 18, 3))
+    data = rng.standard_normal((1, 18, 14, 7680)).astype(np.float32)
+    space = parse_search_space({"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                                "dropout": {"type": "float", "low": 0.0, "high": 0.6},
+                                "batch_size": {"type": "categorical", "choices": [16, 32]},
+                                "epochs": 2, "steps_per_epoch": 1})
+    runner = ProtocolRunner("sd-strict", data, labels, n_threads=1)
+    objective = ProtocolObjective(space, runner, subjects=[0], folds=[0],
+                                  work_dir=tmp_path)
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"lr": 4e-3, "dropout": 0.25, "batch_size": 32})
+    study.optimize(objective, n_trials=1)
+    ((model, batch_size, lr),) = seen
+    assert isinstance(model, HiSTN) and model.dropout == 0.25
+    # sd-strict's {0: 1e-3, 30: 5e-4} over 50 epochs, started at 4e-3 and stretched to 2
+    assert batch_size == 32 and lr == pytest.approx({0: 4e-3, 1: 2e-3})
+    settings = json.loads((tmp_path / "trial_0000" / "s01_f0" / "settings.json").read_text())
+    assert (settings["lr"], settings["dropout"], settings["batch_size"]) == (4e-3, 0.25, 32)
+    assert study.trials[0].user_attrs["s01_f0"]["weighted_f1"] == study.trials[0].value

@@ -109,4 +109,14 @@ def test_default_histn_space_matches_evaluate_and_run_protocol():
 
     path = Path(__file__).resolve().parents[2] / "configs" / "search_space_histn.yaml"
     space = load_search_space(path, allowed=searchable_params(DEFAULTS))
-    assert {p.name for p in space.params} == {"sigma", "smoothing", "graph", "epochs"}
+    params = {p.name: p for p in space.params}
+    assert set(params) == {"sigma", "smoothing", "graph", "epochs", "lr", "dropout",
+                           "batch_size"}
+    lr, dropout, batch = params["lr"], params["dropout"], params["batch_size"]
+    assert (lr.type, lr.low, lr.high, lr.log) == ("float", 1e-4, 1e-2, True)
+    assert (dropout.type, dropout.low, dropout.high) == ("float", 0.0, 0.6)
+    assert batch.choices == [64, 128, 256]
+    # the commented-out entries really are not accepted anywhere
+    for name in ("n_filters", "kernel_length", "cheb_k", "weight_decay"):
+        assert f"# {name}:" in path.read_text()
+        assert name not in searchable_params(DEFAULTS)
