@@ -24,9 +24,9 @@ and no DREAMER licence, in a few minutes on a laptop. Every step runs the real c
 its presence means the demo finished), config.yaml + run.json (resolved settings, seed,
 versions; `physioemo demo --config OUT/config.yaml --out OTHER` reruns it), recording/
 (EDF+, sidecar JSON, schedule of sent markers, band-power plot), dreamer/ (generated file
-and preprocessing cache), evaluate/ (as `physioemo evaluate --smoothing both` writes it:
-gaussian/ and onehot/ results.jsonl + checkpoints/, results.csv/.md, report.html) and
-prediction/predictions.csv.
+and preprocessing cache), evaluate/ (laid out as `physioemo evaluate --smoothing both`
+lays out its --out: gaussian/ and onehot/ with results.jsonl, settings.json and
+checkpoints/, then results.csv/.md and report.html) and prediction/predictions.csv.
 
 An existing non-empty --out is refused unless it is the output of an earlier demo (it
 holds the .physioemo-demo marker written when a demo starts); such a folder is emptied and
