@@ -725,7 +725,8 @@ def run(args):
                              + ", ".join(t for _, t in rec["markers"]) + ")"),
         ("DREAMER-format file", f"{path}  ({data.shape[0]} subjects x {data.shape[1]} "
                                 "clips)"),
-        ("evaluation", f"{out / 'evaluate'}  (report.html, results.csv, checkpoints/)"),
+        ("evaluation", f"{out / 'evaluate'}  (report.html, results.csv, "
+                       "gaussian/ and onehot/ with checkpoints/)"),
         ("weighted F1", f"Gaussian {g['weighted_f1']:.2f} %  vs one-hot "
                         f"{o['weighted_f1']:.2f} %"),
         ("Seq2HR", f"Gaussian {g['seq2hr']:.2f} %  vs one-hot {o['seq2hr']:.2f} %"),
