@@ -363,7 +363,9 @@ class Trainer:
         if self.freeze_first_conv:
             model.freeze_first_temporal_conv(True)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=lr_at(self.lr, 0))
+        # the fused implementation updates all of HiSTN's small tensors in one kernel: ~4x
+        # cheaper per step than the default on CPU (benchmarks/train.py), same algorithm
+        optimizer = torch.optim.Adam(params, lr=lr_at(self.lr, 0), fused=True)
         table = self._target_table().to(self.device)
         y_all = train.y
         weights = None
@@ -391,7 +393,8 @@ class Trainer:
                 perm = rng.permutation(len(train))
                 batches = [perm[i:i + batch] for i in range(0, len(perm), batch)]
             model.train()
-            total, count = 0.0, 0
+            # summed on the device: a float() per step would wait for the GPU every step
+            total, count = torch.zeros((), device=self.device), 0
             for idx in batches:
                 X = self._to_device(train.gather(idx))
                 targets = table[y_all_t[idx].to(self.device)]
@@ -402,16 +405,17 @@ class Trainer:
                 optimizer.step()
                 if constrain is not None:
                     constrain()
-                total += float(loss.detach()) * len(idx)
+                total += loss.detach() * len(idx)
                 count += len(idx)
-            history["train_loss"].append(total / count)
+            train_loss = float(total) / count
+            history["train_loss"].append(train_loss)
             history["lr"].append(lr)
             val_loss = self.loss(val) if val is not None and len(val) else float("nan")
             history["val_loss"].append(val_loss)
             if self.select == "val_loss" and val_loss < best[0]:
                 best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{total / count:.4f}", val=f"{val_loss:.4f}")
+                bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
         if self.select == "val_loss":
             model.load_state_dict(best[2])
             self.best_val_loss_, self.best_epoch_ = float(best[0]), int(best[1])
