@@ -2,8 +2,10 @@
 
 * ``live-view.svg``: the live terminal view of ``physioemo acquire`` (the same
   :func:`physioemo.acquisition.view.render` the command draws), captured at the end of a
-  short recording of BrainFlow's synthetic board with one marker, exported with rich's
-  ``Console(record=True).save_svg``.
+  14-s recording of BrainFlow's synthetic board with the DREAMER channel names
+  (``--device synthetic-epoc``), one TCP marker and live predictions of the checkpoint that
+  the evaluation below wrote (``--model``; they start after a 10-s baseline), exported with
+  rich's ``Console(record=True).save_svg``.
 * ``report-subjects.png``, ``report-confusion.png``, ``report-seq2hr.png``: the plots of
   the ``report.html`` that a tiny ``physioemo evaluate --smoothing both`` run writes on a
   generated DREAMER-format file (per-subject bars, confusion matrix with learning curves,
@@ -14,7 +16,7 @@ Takes about 2 minutes on 2 cores (most of it the evaluation). Usage, from the re
 root::
 
     .venv/bin/python docs/make_images.py                 # all pictures
-    .venv/bin/python docs/make_images.py --only live     # just the live view
+    .venv/bin/python docs/make_images.py --only live     # just the live view (no model)
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class _Capture:
         """Nothing to close."""
 
 
-def live_view(out, work, *, duration_s=6.0, width=96):
+def live_view(out, work, *, checkpoint=None, duration_s=14.0, width=96):
     """Record ``duration_s`` of the synthetic board and save the final live view as SVG."""
     import io
 
@@ -60,16 +62,21 @@ def live_view(out, work, *, duration_s=6.0, width=96):
     from physioemo.acquisition.session import Acquisition
     from physioemo.acquisition.view import render
 
-    source = BrainFlowSource(load_profile("synthetic"))
+    source = BrainFlowSource(load_profile("synthetic-epoc"))
     dev = source.device
     rec = Path(work) / "session.edf"
     recorder = Recorder(rec, source.ch_names, source.sfreq, physical_min=dev.physical_min,
                         physical_max=dev.physical_max, units=dev.units, force=True)
     hub = MarkerHub()
     view = _Capture()
-    acq = Acquisition(source, recorder, hub=hub, view=view)
+    predictor = None
+    if checkpoint is not None:
+        from physioemo.cli._live import load_predictor
+
+        predictor = load_predictor(checkpoint, source.ch_names, source.sfreq, update_s=0.25)
+    acq = Acquisition(source, recorder, hub=hub, view=view, predictor=predictor)
     # what `echo "stim 3" | nc -q0 127.0.0.1 5000` does during `--markers tcp:5000`
-    timer = threading.Timer(duration_s / 2, hub.add, args=("stim 3", "tcp"))
+    timer = threading.Timer(duration_s / 3, hub.add, args=("stim 3", "tcp"))
     timer.start()
     try:
         acq.run(duration_s)
@@ -80,7 +87,10 @@ def live_view(out, work, *, duration_s=6.0, width=96):
     console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True,
                       color_system="truecolor")
     console.print(render(state))
-    console.save_svg(str(out), title="physioemo acquire --device synthetic --out session.edf")
+    title = "physioemo acquire --device synthetic-epoc --out session.edf"
+    if checkpoint is not None:
+        title += " --model subject01.pt"
+    console.save_svg(str(out), title=title)
     return out
 
 
@@ -134,10 +144,12 @@ def main(argv=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     made = []
     with tempfile.TemporaryDirectory(prefix="physioemo-docs-") as work:
-        if args.only in (None, "live"):
-            made.append(live_view(out_dir / "live-view.svg", work))
         if args.only in (None, "report"):
             made += report_pictures(out_dir, work)
+        if args.only in (None, "live"):
+            ckpt = Path(work) / "eval" / "gaussian" / "checkpoints" / "subject01.pt"
+            made.append(live_view(out_dir / "live-view.svg", work,
+                                  checkpoint=ckpt if ckpt.is_file() else None))
     for path in made:
         print(f"{path}  {path.stat().st_size / 1024:.0f} kB")
     return 0
