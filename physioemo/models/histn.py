@@ -17,7 +17,7 @@ from .layers import (
     RegionAttentionFusion,
     RegionSeparableConv,
 )
-from .layers._blocks import block_diag_scatter, block_flat_index
+from .layers._blocks import block_diag_scatter, block_flat_index, memo_no_grad
 
 #: Keras ``BatchNormalization`` defaults in PyTorch terms (Keras momentum 0.99).
 BN_MOMENTUM = 0.01
@@ -152,6 +152,7 @@ class HiSTN(nn.Module):
         nn.init.xavier_uniform_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)
 
+    @memo_no_grad
     def node_filter_matrix(self):
         """Block-diagonal matrix of the per-region Chebyshev filters, (n_channels, n_channels)."""
         return block_diag_scatter([f.filter_matrix() for f in self.node_cheb],

@@ -116,12 +116,41 @@ def test_matches_literal_reference(graph):
 def test_batched_equals_per_sample_in_eval():
     torch.manual_seed(2)
     model = _trained_bn(HiSTN().double()).float()
-    x = torch.randn(9, 14, 128)  # >= 8: banded matrices; 1: sliding fused kernels
+    x = torch.randn(9, 14, 128)
     with torch.no_grad():
         batched = model(x)
         single = torch.cat([model(x[i:i + 1]) for i in range(9)])
     torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
     assert torch.isfinite(batched).all()
+
+
+def test_inference_memo_follows_parameter_updates():
+    # without autograd the weight-derived matrices are memoised; every way a weight can
+    # change (optimiser step, constraints, load_state_dict, .to) must show in the output
+    torch.manual_seed(3)
+    model = _trained_bn(HiSTN().double())
+    x = torch.randn(4, 14, 128, dtype=torch.float64)
+    with torch.no_grad():
+        model(x)  # fills the memo
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        model.apply_constraints()
+        torch.testing.assert_close(model(x), _reference_forward(model, x), rtol=1e-9,
+                                   atol=1e-10)
+    other = _trained_bn(HiSTN().double())
+    with torch.inference_mode():
+        model.load_state_dict(other.state_dict())
+        torch.testing.assert_close(model(x), _reference_forward(other, x), rtol=1e-9,
+                                   atol=1e-10)
+    # grad enabled: no memo, gradients reach every weight-derived matrix
+    model.train()
+    model(x).sum().backward()
+    assert model.temporal.mixing.grad.abs().sum() > 0
+    assert all(f.weight.grad.abs().sum() > 0 for f in model.node_cheb)
+    with torch.no_grad():
+        model.float()
+        torch.testing.assert_close(model.eval()(x.float()),
+                                   _reference_forward(model, x.float()), rtol=1e-4, atol=1e-5)
 
 
 def _np_same_conv(x, h):

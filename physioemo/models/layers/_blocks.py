@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
+
+
+def memo_no_grad(method):
+    """Memoise a parameter-only method of a module while autograd is off.
+
+    Online inference calls the model one window at a time; the matrices derived from the
+    weights (fused kernels, block-diagonal filters) are then recomputed on every call for
+    nothing. With grad disabled, the wrapped method's result is kept until one of the
+    module's parameters changes (in-place updates bump the tensor's version counter, new
+    tensors have a new address). With grad enabled it always recomputes, so training
+    differentiates through it as before.
+    """
+    name = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self):
+        if torch.is_grad_enabled():
+            return method(self)
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        memo = self.__dict__.setdefault("_memo_no_grad", {})
+        hit = memo.get(name)
+        if hit is None or hit[0] != key:
+            hit = memo[name] = (key, method(self))
+        return hit[1]
+
+    return wrapper
 
 
 def region_index(groups):

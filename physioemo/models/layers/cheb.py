@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._blocks import memo_no_grad
+
 
 class ChebGraphFilter(nn.Module):
     """Chebyshev graph filter ``P = sum_k w_k T_k`` applied on the channel axis.
@@ -52,6 +54,7 @@ class ChebGraphFilter(nn.Module):
         """Draw the weights from U(-1, 1) (the reference initialisation)."""
         nn.init.uniform_(self.weight, -1.0, 1.0)
 
+    @memo_no_grad
     def filter_matrix(self):
         """Return ``P = sum_k w_k T_k``, shape (n_nodes, n_nodes)."""
         n = self.basis.shape[1]

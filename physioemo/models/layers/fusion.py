@@ -7,7 +7,13 @@ import math
 import torch
 from torch import nn
 
-from ._blocks import block_diag_scatter, block_flat_index, region_index, region_mask
+from ._blocks import (
+    block_diag_scatter,
+    block_flat_index,
+    memo_no_grad,
+    region_index,
+    region_mask,
+)
 
 
 class RegionAttentionFusion(nn.Module):
@@ -52,6 +58,11 @@ class RegionAttentionFusion(nn.Module):
             nn.init.uniform_(w, -math.sqrt(3.0 / n), math.sqrt(3.0 / n))
         nn.init.zeros_(self.bias)
 
+    @memo_no_grad
+    def weight_matrix(self):
+        """Block-diagonal attention weights ``W[i, j]`` (input i -> output j), (n_ch, n_ch)."""
+        return block_diag_scatter(list(self.weight), self._flat, self.order.numel())
+
     def attention(self, x_mean):
         """Attention weights from the time-mean.
 
@@ -65,9 +76,7 @@ class RegionAttentionFusion(nn.Module):
         alpha : torch.Tensor, shape (batch, n_regions, n_channels)
             Zero outside each region; each row sums to 1.
         """
-        # W[i, j]: input channel i -> output j
-        W = block_diag_scatter(list(self.weight), self._flat, self.order.numel())
-        logits = x_mean @ W + self.bias
+        logits = x_mean @ self.weight_matrix() + self.bias
         return torch.softmax(logits.unsqueeze(-2) + self._neg, dim=-1)
 
     def forward(self, x):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ...utils._checks import check_number
-from ._blocks import block_diag_scatter, block_flat_index, region_index
+from ._blocks import block_diag_scatter, block_flat_index, memo_no_grad, region_index
 from ._taps import depthwise_taps
 
 
@@ -60,6 +60,7 @@ class RegionSeparableConv(nn.Module):
             nn.init.uniform_(w, -math.sqrt(3.0 / n), math.sqrt(3.0 / n))
             start += n
 
+    @memo_no_grad
     def pointwise_matrix(self):
         """Block-diagonal pointwise matrix ``W[i, j]`` (input i -> output j), (n_ch, n_ch)."""
         return block_diag_scatter(list(self.pointwise), self._flat, self.order.numel())

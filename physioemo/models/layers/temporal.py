@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...utils._checks import check_number, check_option
+from ._blocks import memo_no_grad
 
 IMPLS = ("banded", "literal")
 
@@ -94,10 +95,12 @@ class FusedTemporalConv(nn.Module):
         bound = min(math.sqrt(6.0 / (self.n_filters + 1)), self.max_norm)
         nn.init.uniform_(self.mixing, -bound, bound)
 
+    @memo_no_grad
     def fused_kernels(self):
         """Per-electrode kernels ``h[c] = sum_f a[f, c] k_f``, shape (n_channels, kernel_size)."""
         return self.mixing.transpose(0, 1) @ self.kernels
 
+    @memo_no_grad  # built once for inference, not for every window
     def band_matrices(self):
         """Banded Toeplitz matrices, shape (n_channels, n_times, n_times).
 
@@ -124,12 +127,6 @@ class FusedTemporalConv(nn.Module):
         """
         if self.impl == "literal":
             return self.forward_literal(x)
-        if x.shape[0] < 8 and not torch.is_grad_enabled():
-            # a few windows without autograd (online inference): slide the fused kernels
-            # directly instead of building the (n_channels, n_times, n_times) matrices
-            xp = F.pad(x, (self.pad_before, self.pad_after))
-            windows = xp.unfold(-1, self.kernel_size, 1)  # (batch, n_ch, n_times, k)
-            return (windows @ self.fused_kernels().unsqueeze(-1)).squeeze(-1)
         # (n_channels, batch, n_times) @ (n_channels, n_times, n_times)
         y = torch.bmm(x.transpose(0, 1), self.band_matrices())
         # one cheap copy back to (batch, n_channels, n_times) memory order: BatchNorm and
