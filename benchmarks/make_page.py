@@ -27,7 +27,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "benchmarks.md"
 
 #: Order of the sections (other result files follow alphabetically).
-ORDER = ("dsp.md", "dreamer.md", "train.md", "train-1thread.md", "acquire.md", "tune.md")
+ORDER = ("dsp.md", "dreamer.md", "train.md", "train-1thread.md", "train-cuda.md", "acquire.md",
+         "tune.md")
 
 _DATE = re.compile(r"\b(20\d\d-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d)?)?(?: ?UTC)?)")
 
@@ -105,6 +106,15 @@ def headlines(texts):
             rows.append((label, "TF/Keras reference (4,200 windows/s, quoted)",
                          find_cell(t, "model", row, "vs Keras reference (4,200/s)",
                                    where=name), name))
+    if "train-cuda.md" in texts:
+        t, w = texts["train-cuda.md"], "train-cuda.md"
+        gpu = find_text(t, r"device: cuda \(([^)]+)\)", where=w)
+        label = f"HiSTN training step, batch 256, {gpu}, whole step as a CUDA graph"
+        row = "physioemo HiSTN, whole step as a CUDA graph"
+        rows.append((label, "the literal conv2d head (same model, eager, same GPU)",
+                     find_cell(t, "model", row, "vs literal", where=w), w))
+        rows.append((label, "TF/Keras reference (4,200 windows/s on 2 CPU cores, quoted)",
+                     find_cell(t, "model", row, "vs Keras reference (4,200/s)", where=w), w))
     if "acquire.md" in texts:
         t, w = texts["acquire.md"], "acquire.md"
         ratio = find_text(t, r"Median ratio scipy / physioemo DSP: ([0-9]+(?:\.[0-9]+)?)",
@@ -165,9 +175,10 @@ def render(results=RESULTS):
         "physioemo's speed measured side by side with the tools our users use today, in one "
         "process per benchmark. Every number below is copied from a result file in "
         "[`benchmarks/results/`](../benchmarks/results/); each section names the command "
-        "that wrote it and when. The machine is a 2-core x86_64 VM, and most runs were "
-        "taken while other jobs shared it: the ratios are measured side by side in the same "
-        "run, the absolute times are pessimistic.",
+        "that wrote it and when. Unless a section says otherwise (the GPU run names its "
+        "machine), the machine is a 2-core x86_64 VM, and most runs were taken while other "
+        "jobs shared it: the ratios are measured side by side in the same run, the absolute "
+        "times are pessimistic.",
         "",
         "## Headline: physioemo against each peer",
         "",
