@@ -83,3 +83,94 @@ def test_relative_links_resolve(doc):
         if path and not (base / path).exists():
             missing.append(target)
     assert not missing, f"{doc.relative_to(ROOT)} links to missing files: {missing}"
+
+
+def _shell_lines(text):
+    """Commands (lists of words) of the ``bash`` blocks of ``text``.
+
+    Continuations are joined; comments dropped; ``|``, ``;``, ``&&`` and ``&`` split
+    commands (outside quotes).
+    """
+    import shlex
+
+    commands = []
+    for block in re.findall(r"^```(?:bash|sh)[ \t]*\n(.*?)^```", text, flags=re.M | re.S):
+        block = re.sub(r"\\\n\s*", " ", block)
+        for line in block.splitlines():
+            lex = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+            lex.whitespace_split = True
+            words = []
+            for tok in lex:
+                if tok and set(tok) <= set(";&|"):
+                    if words:
+                        commands.append(words)
+                    words = []
+                else:
+                    words.append(tok)
+            if words:
+                commands.append(words)
+    return commands
+
+
+def _physioemo_options(name):
+    from physioemo.cli import main as cli_main
+
+    parser = cli_main.build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return {s for a in sub.choices[name]._actions for s in a.option_strings}
+
+
+def _pipeline_options(path):
+    import contextlib
+    import io
+
+    spec = importlib.util.spec_from_file_location(f"_doc_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        mod.parse_args(["--help"])
+    return set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", buf.getvalue()))
+
+
+def test_shell_line_parser():
+    text = ("```bash\nphysioemo tune --a 1 \\\n    --b 2   # why\n"
+            "echo x | nc -q0 h 1; python pipelines/p.py --c\n```\n")
+    assert _shell_lines(text) == [["physioemo", "tune", "--a", "1", "--b", "2"],
+                                  ["echo", "x"], ["nc", "-q0", "h", "1"],
+                                  ["python", "pipelines/p.py", "--c"]]
+    assert _shell_lines("```bash\npsql -c \"A; B\" && x &\n```\n") == [
+        ["psql", "-c", "A; B"], ["x"]]
+
+
+@pytest.mark.parametrize("doc", _doc_files(), ids=lambda p: p.name)
+def test_documented_commands_use_existing_options(doc):
+    from physioemo.cli.main import COMMANDS
+
+    problems = []
+    for words in _shell_lines(doc.read_text()):
+        line = " ".join(words)
+        while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+            words = words[1:]  # VAR=value prefixes
+        if not words:
+            continue
+        prog = Path(words[0]).name
+        if prog == "physioemo" and len(words) > 1:
+            if words[1] not in COMMANDS:
+                problems.append(f"{line!r}: no command {words[1]!r}")
+                continue
+            known, args = _physioemo_options(words[1]), words[2:]
+        elif prog.startswith("python") and len(words) > 1 and \
+                words[1].startswith("pipelines/"):
+            path = ROOT / words[1]
+            if not path.is_file():
+                problems.append(f"{line!r}: no file {words[1]}")
+                continue
+            known, args = _pipeline_options(path), words[2:]
+        else:
+            continue
+        bad = [a.split("=", 1)[0] for a in args
+               if a.startswith("-") and a.split("=", 1)[0] not in known]
+        if bad:
+            problems.append(f"{line!r}: unknown options {bad}")
+    assert not problems, f"{doc.relative_to(ROOT)}:\n" + "\n".join(problems)
