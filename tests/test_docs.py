@@ -174,3 +174,41 @@ def test_documented_commands_use_existing_options(doc):
         if bad:
             problems.append(f"{line!r}: unknown options {bad}")
     assert not problems, f"{doc.relative_to(ROOT)}:\n" + "\n".join(problems)
+
+
+def _quoted_measurements(text):
+    """``(numbers, result file)`` of every table row whose last cell names a result file.
+
+    Rows look like ``| what | 14.66 ms (17,458 windows/s) | `benchmarks/results/train.md`,
+    date |``; the numbers are those of the second-to-last cell.
+    """
+    out = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) < 3:
+            continue
+        m = re.search(r"`(?:benchmarks/results/)?([\w.-]+\.md)`", cells[-1])
+        if m:
+            out.append((re.findall(r"\d[\d,]*(?:\.\d+)?", cells[-2]), m.group(1)))
+    return out
+
+
+def test_quoted_measurement_parser():
+    text = ("| what | measured | source |\n|---|---|---|\n"
+            "| step | 14.66 ms (17,458 windows/s) | `benchmarks/results/train.md`, x |\n"
+            "| sd | about 5 min | `train-cuda.md` |\n")
+    assert _quoted_measurements(text) == [(["14.66", "17,458"], "train.md"),
+                                          (["5"], "train-cuda.md")]
+
+
+@pytest.mark.parametrize("doc", [d for d in _doc_files() if d.name != "benchmarks.md"],
+                         ids=lambda p: p.name)
+def test_quoted_measurements_match_results(doc):
+    stale = []
+    for numbers, name in _quoted_measurements(doc.read_text()):
+        source = ROOT / "benchmarks" / "results" / name
+        assert source.is_file(), f"{doc.name} quotes {name}, which does not exist"
+        text = source.read_text()
+        stale += [f"{n} (from {name})" for n in numbers if n not in text]
+    assert not stale, (f"{doc.relative_to(ROOT)} quotes numbers no longer in the results: "
+                       f"{stale}; update the quotes from benchmarks/results/")
