@@ -344,14 +344,16 @@ def _subject_folds(ctx, subject):
     store = ResultStore(p["out_dir"], p["settings"]) if p["out_dir"] is not None else None
     done = p["done"]
     torch.set_num_threads(p["n_threads"])
-    torch.manual_seed(derive_seed(p["seed"], subject, 0))
+    # seeds follow DREAMER's subject number, not the position in `data`: a subject's
+    # results do not depend on which other subjects the file or the run holds
+    num = int(p["numbers"][subject])
+    torch.manual_seed(derive_seed(p["seed"], num, 0))
     model = p["model_fn"](n_classes, recipe["dropout"], p["graph"], n_channels,
                           WINDOW_SAMPLES)
     init_state = copy.deepcopy(model.state_dict())  # every fold starts from these weights
     common = {"smoothing": p["smoothing"], "sigma": p["sigma"], "n_classes": n_classes,
               "device": p["device"], "n_threads": p["n_threads"], "verbose": p["verbose"]}
     y_s = labels[subject, :, dim]
-    num = int(p["numbers"][subject])  # DREAMER's 1-based subject number
     records = []
     last_model = None
 
@@ -360,7 +362,7 @@ def _subject_folds(ctx, subject):
             splitter = TemporalBlockSplit(recipe["n_blocks"], WINDOW_SAMPLES)
             n_folds = recipe["n_blocks"]
         else:
-            splitter = ClipKFold(recipe["n_splits"], True, derive_seed(p["seed"], subject, 1))
+            splitter = ClipKFold(recipe["n_splits"], True, derive_seed(p["seed"], num, 1))
             n_folds = recipe["n_splits"]
             clip_folds = list(splitter.split_clips(n_clips))
         folds = range(n_folds) if p["folds"] is None else p["folds"]
@@ -372,7 +374,7 @@ def _subject_folds(ctx, subject):
                                      f"(folds 0..{n_folds - 1}); pick folds in that range.")
             if (num, fold) in done:
                 continue
-            fseed = derive_seed(p["seed"], subject, fold, 2)
+            fseed = derive_seed(p["seed"], num, fold, 2)
             model.load_state_dict(init_state)
             if protocol == "sd":
                 tr, va, te = splitter.fold(fold, n_times)
@@ -408,7 +410,7 @@ def _subject_folds(ctx, subject):
         fold = 0
         if (num, fold) in done:
             return records
-        fseed = derive_seed(p["seed"], subject, fold, 2)
+        fseed = derive_seed(p["seed"], num, fold, 2)
         stage2 = recipe["stage2"]
         pre = None
         flat = data.reshape(n_subjects * n_clips, n_channels, n_times)
