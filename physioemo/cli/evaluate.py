@@ -133,6 +133,32 @@ def _check(settings):
                                 for s in settings["subjects"]]
 
 
+#: Settings that may change when a run resumes (they don't change any result).
+RESUMABLE = ("subjects", "jobs", "threads", "cache_dir", "out")
+
+
+def _refuse_other_settings(out, settings):
+    """Refuse, before anything is written, to resume ``out`` with other settings."""
+    import yaml
+
+    from ..exceptions import ParameterError
+    from ..utils.config import _plain, load_config
+
+    path = out / "config.yaml"
+    if not path.exists():
+        return
+    old = load_config(path)
+    new = yaml.safe_load(yaml.safe_dump(_plain(settings)))
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in RESUMABLE and old.get(k) != new.get(k))
+    if diff:
+        detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        raise ParameterError(
+            f"{str(out)!r} holds a run with other settings ({detail}); a run resumes only "
+            "with the same settings (subjects, jobs and threads may change); use a new --out "
+            f"or the original settings (--config {path}).")
+
+
 def run(args):
     """Run the evaluation."""
     import os
@@ -150,9 +176,12 @@ def run(args):
     settings = resolve_settings(args)
     _check(settings)
     out = Path(settings["out"])
-    out.mkdir(parents=True, exist_ok=True)
     notes = []
     path = settings["dreamer"] or os.environ.get(ENV_VAR)
+    if path is not None:
+        settings["dreamer"] = str(path)
+    _refuse_other_settings(out, settings)
+    out.mkdir(parents=True, exist_ok=True)
     if path is None:
         path = out / "synthetic_dreamer.mat"
         n_subj = int(settings["synthetic_subjects"])
@@ -167,8 +196,6 @@ def run(args):
                "say nothing about real EEG.")
         logger.warning(msg)
         notes.append(msg)
-    else:
-        settings["dreamer"] = str(path)
     write_run_metadata(out, settings, seed=settings["seed"], command=sys.argv)
 
     cache_dir = settings["cache_dir"] or (out / "cache" if notes else None)

@@ -105,10 +105,13 @@ def test_evaluate_hyperparameter_flags_and_config(tmp_path, capsys):
     assert rec2["metrics"] == rec["metrics"] and rec2["hyperparams"] == rec["hyperparams"]
     # the flag beats the config file; other values refuse to resume into the same --out
     capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out2.iterdir() if p.is_file()}
     assert main(["evaluate", "--config", str(tmp_path / "c.yaml"), "--lr", "5e-3", "--out",
                  str(out2), "-q"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()  # synthetic-data warning, then it
-    assert "other settings (lr: 0.002 -> 0.005)" in err[-1]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings (lr: 0.002 -> 0.005)" in err[0]
+    # refused before anything was written: config.yaml still describes the results
+    assert {p.name: p.read_bytes() for p in out2.iterdir() if p.is_file()} == before
 
 
 @pytest.mark.parametrize("argv, match", [
