@@ -3,7 +3,8 @@
 What it does
 ------------
 1. ``physioemo tune`` searches ``--search-space`` (default
-   ``configs/search_space_histn.yaml``: Gaussian width, smoothing, region graph, epochs) for
+   ``configs/search_space_histn.yaml``: Gaussian width, smoothing, region graph, epochs,
+   learning rate, dropout, batch size) for
    one protocol and dimension, usually on a few subjects and folds (``--subjects``,
    ``--folds``) to keep trials cheap, and writes ``OUT/tune/best_config.yaml`` (keys are
    ``physioemo evaluate`` options), ``trials.csv``, ``study.json`` and plots.
@@ -20,8 +21,11 @@ and folds. ``sd-strict`` trains on about 90,600 windows per fold (354 batches of
 epoch); at the 17,500 windows/s of ``benchmarks/results/train.md`` (2 idle CPU cores) the
 full recipe (50 epochs) costs about 4-5 min per subject and fold, so 20 trials on 3 subjects
 with ``--folds 0`` take about 5 h and the final evaluation of all 6 folds of 23 subjects
-about 10 h; a busy machine is several times slower. Use ``--jobs``, several machines
-(PostgreSQL storage) or ``--device cuda`` to go faster.
+about 10 h; a busy machine is several times slower. The batch-size search changes this: a
+trial with batch 64 takes 4 times as many steps per epoch (each cheaper, but not 4 times).
+Use ``--jobs``, several machines (PostgreSQL storage) or ``--device cuda`` to go faster (an
+H200 trains ~8x faster than 2 CPU cores with the whole step replayed as a CUDA graph:
+``benchmarks/results/train-cuda.md``).
 ``--tiny``: a generated 2-subject, 4-clip DREAMER-format file, ``sd`` on subject 1, 2 trials
 of one batch on fold 0, then the evaluation on all 10 folds: about 25 s (up to a minute on a
 busy machine).
