@@ -302,6 +302,38 @@ def write_html_report(records, path, *, title="physioemo evaluation", notes=()):
     return path
 
 
+#: settings.json keys that depart from the paper's recipe when they are not null.
+RECIPE_CHANGES = ("epochs", "finetune_epochs", "steps_per_epoch", "lr", "dropout",
+                  "batch_size", "overrides")
+
+
+def recipe_notes(run_dirs):
+    """One warning per run directory whose settings depart from the paper's recipe.
+
+    Parameters
+    ----------
+    run_dirs : str | Path | list of (str | Path)
+        Directories holding ``settings.json`` (written by ``run_protocol``).
+
+    Returns
+    -------
+    notes : list of str
+    """
+    dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    out = []
+    for d in dirs:
+        path = Path(d) / "settings.json"
+        if not path.exists():
+            continue
+        settings = json.loads(path.read_text())
+        changed = {k: settings[k] for k in RECIPE_CHANGES if settings.get(k) is not None}
+        if changed:
+            detail = ", ".join(f"{k}={json.dumps(v)}" for k, v in changed.items())
+            out.append(f"NOT the paper's recipe in {Path(d).name or d}/ ({detail}): the "
+                       "paper's numbers below are not comparable with these.")
+    return out
+
+
 def build_report(run_dirs, out_dir, *, title="physioemo evaluation", notes=()):
     """Read run directories and write ``results.csv``, ``results.md`` and ``report.html``.
 
@@ -322,6 +354,7 @@ def build_report(run_dirs, out_dir, *, title="physioemo evaluation", notes=()):
         ``{"csv": ..., "md": ..., "html": ...}``.
     """
     records = load_results(run_dirs)
+    notes = list(notes) + recipe_notes(run_dirs)
     csv_path, md_path = write_tables(records, out_dir)
     html_path = write_html_report(records, Path(out_dir) / "report.html", title=title,
                                   notes=notes)

@@ -54,3 +54,17 @@ def test_build_report_writes_tables_and_self_contained_html(tmp_path):
 def test_missing_results_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no results in"):
         build_report(tmp_path, tmp_path)
+
+
+def test_report_flags_runs_that_depart_from_the_recipe(tmp_path):
+    for sm, settings in (("gaussian", {"epochs": 20, "lr": None, "overrides": None}),
+                         ("onehot", {"epochs": None, "lr": None, "overrides": None})):
+        d = tmp_path / sm
+        d.mkdir()
+        (d / "results.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in RECS if r["smoothing"] == sm))
+        (d / "settings.json").write_text(json.dumps(settings))
+    paths = build_report([tmp_path / "gaussian", tmp_path / "onehot"], tmp_path)
+    html = paths["html"].read_text()
+    assert "NOT the paper&#x27;s recipe in gaussian/ (epochs=20)" in html
+    assert "recipe in onehot/" not in html  # the recipe's own settings: no warning
