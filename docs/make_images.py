@@ -96,14 +96,12 @@ def live_view(out, work, *, checkpoint=None, duration_s=14.0, width=96):
 
 def report_pictures(out_dir, work):
     """Run a tiny evaluation and save three of its report's plots as PNG files."""
-    from physioemo.cli.main import main
+    from physioemo.cli.main import run_command
 
     run = Path(work) / "eval"
-    code = main(["evaluate", "--protocol", "sd", "--subjects", "1", "2", "3",
+    run_command(["evaluate", "--protocol", "sd", "--subjects", "1", "2", "3",
                  "--epochs", "3", "--steps-per-epoch", "10", "--smoothing", "both",
-                 "--threads", "1", "--seed", "0", "-q", "--out", str(run)])
-    if code != 0:
-        sys.exit(f"physioemo evaluate failed with exit code {code}")
+                 "--threads", "1", "--seed", "0", "-q", "--out", str(run)], check=True)
     page = (run / "report.html").read_text()
     # each plot is an <img src='data:image/png;base64,...'/> after its section heading
     images = re.findall(r"(<h[23]>([^<]*)</h[23]>)?<img src='data:image/png;base64,([^']+)'",

@@ -51,6 +51,8 @@ import sys
 import time
 from pathlib import Path
 
+from physioemo.cli.main import run_command
+
 PROTOCOLS = ("sd", "reston1")
 DIMENSIONS = ("valence", "arousal")
 
@@ -77,16 +79,6 @@ def parse_args(argv=None):
         p.error("pass --dreamer PATH (or set PHYSIOEMO_DREAMER_PATH); DREAMER is distributed "
                 "by its authors on request (https://zenodo.org/record/546113)")
     return args
-
-
-def evaluate(argv):
-    """Run ``physioemo evaluate`` in this process; stop on failure."""
-    from physioemo.cli.main import main as physioemo
-
-    print("$ physioemo " + " ".join(argv), flush=True)
-    code = physioemo(argv)
-    if code != 0:
-        sys.exit(f"physioemo evaluate failed (exit code {code})")
 
 
 def comparison(run_dirs, seconds):
@@ -144,8 +136,9 @@ def main(argv=None):
             if args.report_only:
                 continue
             t0 = time.perf_counter()
-            evaluate(["evaluate", "--dreamer", str(dreamer), "--protocol", protocol,
-                      "--dimension", dimension, "--out", str(run_dir), "-q", *common])
+            run_command(["evaluate", "--dreamer", str(dreamer), "--protocol", protocol,
+                         "--dimension", dimension, "--out", str(run_dir), "-q", *common],
+                        check=True)
             seconds[(protocol, dimension)] = time.perf_counter() - t0
     from physioemo.evaluation.report import build_report
 

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import yaml
 
+from physioemo.cli.main import run_command
+
 TINY_SPACE = """\
 # tiny search space for CI: two parameters, one epoch
 sigma: {type: float, low: 0.25, high: 2.0, log: true}
@@ -83,16 +85,6 @@ def parse_args(argv=None):
     return args
 
 
-def physioemo(argv):
-    """Run a ``physioemo`` command in this process; stop on failure."""
-    from physioemo.cli.main import main
-
-    print("$ physioemo " + " ".join(argv), flush=True)
-    code = main(argv)
-    if code != 0:
-        sys.exit(f"physioemo {argv[0]} failed (exit code {code})")
-
-
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
@@ -124,7 +116,7 @@ def main(argv=None):
         tune += ["--subjects", *map(str, args.subjects)]
     if args.folds:
         tune += ["--folds", *map(str, args.folds)]
-    physioemo([*tune, "-q"])
+    run_command([*tune, "-q"], check=True)
 
     best = out / "tune" / "best_config.yaml"
     if not best.exists():
@@ -135,7 +127,7 @@ def main(argv=None):
                 *evaluate_extra]
     if args.eval_subjects:
         evaluate += ["--subjects", *map(str, args.eval_subjects)]
-    physioemo([*evaluate, "-q"])
+    run_command([*evaluate, "-q"], check=True)
     config = yaml.safe_load(best.read_text())
     print(f"best configuration: {best}\n  "
           + ", ".join(f"{k}={config[k]}" for k in ("sigma", "smoothing", "graph", "epochs")

@@ -166,23 +166,6 @@ def _common_flags(args):
     return flags + (["--debug"] if args.debug else [])
 
 
-def _command(argv):
-    """Run ``physioemo ARGV`` in this process and return its exit code."""
-    import sys
-
-    from .main import main
-
-    print("$ physioemo " + " ".join(argv), flush=True)
-    # commands record sys.argv as their command line (the EDF+ sidecar of acquire): make
-    # it the one that really ran
-    saved = sys.argv
-    sys.argv = ["physioemo", *argv]
-    try:
-        return main(argv)
-    finally:
-        sys.argv = saved
-
-
 def _free_port():
     # TCPMarkers cannot report an OS-chosen port through `acquire`, so ask the OS for a
     # free one and hand it over (the window in which another program could take it is tiny)
@@ -276,9 +259,11 @@ def record(out, settings, args):
             f"{seconds:g}", "--markers", f"tcp:{port}", "--no-tui", *_common_flags(args)]
     logger.info("a scripted experiment will send %s to 127.0.0.1:%d",
                 ", ".join(repr(t) for _, t in SCHEDULE), port)
+    from .main import run_command
+
     experiment = _Experiment(edf, port, seconds).start()
     try:
-        code = _command(argv)
+        code = run_command(argv)
     finally:
         experiment.stop()
     if code != 0:
@@ -454,7 +439,9 @@ def predict(out, rec, checkpoint, args):
     argv = ["predict", "--checkpoint", str(checkpoint), "--edf", str(rec["edf"]), "--out",
             str(csv_path), "--baseline-start", f"{b0:.4f}", "--baseline-seconds",
             f"{b_len:.4f}", *_common_flags(args)]
-    code = _command(argv)
+    from .main import run_command
+
+    code = run_command(argv)
     if code != 0:
         raise DataError(f"applying the model to the recording failed (`physioemo predict` "
                         f"exit code {code}, error above); rerun the demo with --debug.")

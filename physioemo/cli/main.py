@@ -105,5 +105,36 @@ def main(argv=None):
         return 1 if isinstance(err, (DataError, DeviceError)) else 2
 
 
+def run_command(argv, *, check=False):
+    """Run ``physioemo ARGV`` in this process, as pipelines and ``demo`` do.
+
+    Prints the command line first and sets ``sys.argv`` to it meanwhile, so the command
+    records the command that really ran (``run.json``, the EDF+ sidecar).
+
+    Parameters
+    ----------
+    argv : list of str
+        Arguments without the program name, e.g. ``["evaluate", "--out", "run"]``.
+    check : bool
+        Exit the process with a one-line message if the command fails.
+
+    Returns
+    -------
+    code : int
+        The command's exit code (see :func:`main`).
+    """
+    argv = [str(a) for a in argv]
+    print("$ physioemo " + " ".join(argv), flush=True)
+    saved = sys.argv
+    sys.argv = ["physioemo", *argv]
+    try:
+        code = main(argv)
+    finally:
+        sys.argv = saved
+    if check and code != 0:
+        sys.exit(f"physioemo {argv[0]} failed (exit code {code})")
+    return code
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -58,3 +58,17 @@ def test_entry_point_runs():
         __import__("pathlib").Path(sys.executable).with_name("physioemo"))
     res = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == f"physioemo {__version__}"
+
+
+def test_run_command_records_its_own_command_line(monkeypatch, capsys):
+    cli = cli_main
+    seen = []
+    monkeypatch.setattr(cli, "main", lambda argv: seen.append(list(sys.argv)) or 3)
+    before = list(sys.argv)
+    assert cli.run_command(["evaluate", "--out", 5]) == 3
+    assert seen == [["physioemo", "evaluate", "--out", "5"]]  # what run.json records
+    assert sys.argv == before
+    assert "$ physioemo evaluate --out 5" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"physioemo evaluate failed \(exit code 3\)"):
+        cli.run_command(["evaluate"], check=True)
+    assert sys.argv == before
