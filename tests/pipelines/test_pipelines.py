@@ -122,8 +122,14 @@ def test_convert_recordings_edf_and_brainflow_csv(session, tmp_path):
     keep = [(a["onset"], a["description"]) for a in orig.annotations
             if a["description"] != "physioemo: padding"]
     got = [(a["onset"], a["description"]) for a in conv.annotations]
-    assert [d for _, d in got] == [d for _, d in keep]
-    np.testing.assert_allclose([o for o, _ in got], [o for o, _ in keep], atol=1e-3)
+    # EDF+ spreads annotations over several annotation signals, so readers do not keep
+    # the order of annotations that share an onset (quality events often do): compare
+    # each description's onsets, and that the converted onsets are in time order.
+    assert sorted(d for _, d in got) == sorted(d for _, d in keep)
+    for desc in {d for _, d in keep}:
+        np.testing.assert_allclose([o for o, d in got if d == desc],
+                                   [o for o, d in keep if d == desc], atol=1e-3)
+    assert np.all(np.diff([o for o, _ in got]) >= 0)
     events = _table(eeg / f"{stem}_events.tsv", "\t")
     assert [e["trial_type"] for e in events] == [d for _, d in keep]
     assert [int(e["sample"]) for e in events] == [round(o * 250) for o, _ in keep]
