@@ -16,6 +16,7 @@ from .layers import (
     GlobalCollapse,
     RegionAttentionFusion,
     RegionSeparableConv,
+    _native,
 )
 from .layers._blocks import block_diag_scatter, block_flat_index, memo_no_grad
 
@@ -33,6 +34,15 @@ def _dropout(x, p, training):
     if not training or p == 0.0:
         return x
     return x * ((torch.rand_like(x) >= p).to(x.dtype) * (1.0 / (1.0 - p)))
+
+
+def _dropout_mask(y1, kernel_size, p, training):
+    """Return the multipliers of :func:`_dropout` for the pooled head of ``y1``, or None."""
+    if not training or p == 0.0:
+        return None
+    b, c, t = y1.shape
+    keep = torch.rand(b, c, (t - kernel_size + 1) // 2, dtype=y1.dtype) >= p
+    return keep.to(y1.dtype).mul_(1.0 / (1.0 - p))
 
 
 def _pool2(x):
@@ -98,6 +108,11 @@ class HiSTN(nn.Module):
        Signals Using HiSTN: A Hierarchical Graph-based Spatial-Temporal Approach.
        arXiv:2408.15255.
     """
+
+    #: Run the temporal head (after the banded matmul) in the fused native kernel of
+    #: :mod:`physioemo.models.layers._native` when it is available (CPU, float32); set to
+    #: False on an instance to use the PyTorch operators.
+    native = True
 
     def __init__(self, n_channels=14, n_times=128, n_outputs=5, graph="G0", dropout=0.5):
         super().__init__()
@@ -170,17 +185,28 @@ class HiSTN(nn.Module):
         features : torch.Tensor, shape (batch, n_channels + n_regions + 1)
         """
         # Part I
-        h = F.elu(self.bn1(self.temporal(x)))
-        h = F.elu(self.bn2(self.electrode(h)))
-        h = _dropout(_pool2(h), self.dropout, self.training)
+        y1 = self.temporal(x)
+        if self.native and _native.supports(y1, self.electrode.kernel_size):
+            h = _native.head(y1, self.bn1, self.electrode.weight, self.bn2,
+                             _dropout_mask(y1, self.electrode.kernel_size, self.dropout,
+                                           self.training))
+        else:
+            h = F.elu(self.bn1(y1))
+            h = F.elu(self.bn2(self.electrode(h)))
+            h = _dropout(_pool2(h), self.dropout, self.training)
         # Part II: node level
-        m = self.node_filter_matrix().transpose(0, 1) @ h
-        a = F.elu(self.bn3(self.separable(m)))
+        if self.native and _native.supports(h, self.separable.kernel_size):
+            sep = self.separable
+            a_mean, h_mean = _native.block(h, self.node_filter_matrix(), sep.depthwise,
+                                           sep.pad_before, sep.pointwise_matrix(), self.bn3)
+        else:
+            m = self.node_filter_matrix().transpose(0, 1) @ h
+            a = F.elu(self.bn3(self.separable(m)))
+            h_mean, a_mean = h.mean(-1), a.mean(-1)
         # Past this point every operator is linear in time with weights computed from
         # time-means, and the head only sees time-means, so the region and global levels
         # run on the (batch, channels) means: mean(N) = mean(H) + mean(A),
         # mean(Z) = F_a.forward_mean(mean(H)), ... (identical results, a third of the cost).
-        h_mean, a_mean = h.mean(-1), a.mean(-1)
         n_mean = h_mean + a_mean
         # region level: R = Z P_R + Z_lat
         z_mean = self.fusion_h.forward_mean(h_mean)

@@ -1,0 +1,451 @@
+/* HiSTN's temporal head after the banded matmul, fused: forward and backward.
+ *
+ * y1 (B, C, T) -> u1 = BN1(y1) -> e1 = ELU(u1) -> y2 = 5-tap "valid" filter per channel
+ * (B, C, T2) -> u2 = BN2(y2) -> e2 = ELU(u2) -> h = avgpool2(e2) * mask (B, C, T3).
+ *
+ * PyTorch runs this as ~25 memory passes over (B, C, T) tensors per training step; here
+ * it is 3 passes forward and 3 backward, each channel handled by one thread. Built at
+ * first use by physioemo/models/layers/_native.py (plain C, OpenMP, no Python headers)
+ * and checked against the PyTorch layers by tests/models/test_native.py.
+ *
+ * BatchNorm follows torch.nn.functional.batch_norm: in training the batch mean and the
+ * biased batch variance normalise, in evaluation the given (running) statistics do.
+ * Sums are accumulated in double.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <stdlib.h>
+
+#define MAXT 4096
+
+/* exp for x <= 0 (Cephes expf polynomial, ~1 ulp), written so that GCC vectorises it */
+static inline float exp_neg(float x) {
+    x = x < -87.0f ? -87.0f : (x > 0.0f ? 0.0f : x);
+    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    return p * s;
+}
+
+/* u = g * (x - mean) * rstd + b; e = ELU(u); d = ELU'(u) (optional) */
+static inline void bn_elu(const float *x, int n, float scale, float shift, float *u, float *e) {
+    for (int i = 0; i < n; i++) {
+        float v = x[i] * scale + shift;
+        u[i] = v;
+        e[i] = v > 0.0f ? v : exp_neg(v) - 1.0f;
+    }
+}
+
+static inline float elu_grad(float u) { return u > 0.0f ? 1.0f : exp_neg(u); }
+
+static void stats(const float *x, int B, int C, int T, int c, int stride_b, double *mean,
+                  double *var) {
+    double s = 0.0, ss = 0.0;
+    for (int b = 0; b < B; b++) {
+        const float *row = x + (size_t)b * stride_b + (size_t)c * T;
+        float fs = 0.0f, fss = 0.0f;
+#pragma omp simd reduction(+ : fs, fss)
+        for (int t = 0; t < T; t++) {
+            fs += row[t];
+            fss += row[t] * row[t];
+        }
+        s += fs;
+        ss += fss;
+    }
+    double n = (double)B * T;
+    *mean = s / n;
+    double v = ss / n - (*mean) * (*mean);
+    *var = v > 0.0 ? v : 0.0;
+}
+
+/* Forward. mean/var: in training, outputs (batch statistics, biased variance); otherwise
+ * inputs (running statistics). mask: (B, C, T3) multipliers (dropout, already scaled) or
+ * NULL. y2 (B, C, T2) and h (B, C, T3) are outputs. */
+void histn_head_forward(const float *y1, int B, int C, int T, const float *g1,
+                        const float *b1, const float *w, int K, const float *g2,
+                        const float *b2, const float *mask, float eps, int training,
+                        float *mean1, float *var1, float *mean2, float *var2, float *y2,
+                        float *h, int nthreads) {
+    int T2 = T - K + 1, T3 = T2 / 2;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int c = 0; c < C; c++) {
+        float u[MAXT], e[MAXT];
+        if (training) {
+            double m, v;
+            stats(y1, B, C, T, c, C * T, &m, &v);
+            mean1[c] = (float)m;
+            var1[c] = (float)v;
+        }
+        float sc1 = g1[c] / sqrtf(var1[c] + eps), sh1 = b1[c] - mean1[c] * sc1;
+        const float *wc = w + (size_t)c * K;
+        for (int b = 0; b < B; b++) {
+            size_t o = ((size_t)b * C + c);
+            bn_elu(y1 + o * T, T, sc1, sh1, u, e);
+            float *out = y2 + o * T2;
+            for (int t = 0; t < T2; t++) out[t] = wc[0] * e[t];
+            for (int k = 1; k < K; k++) {
+                float wk = wc[k];
+                for (int t = 0; t < T2; t++) out[t] += wk * e[t + k];
+            }
+        }
+        if (training) {
+            double m, v;
+            stats(y2, B, C, T2, c, C * T2, &m, &v);
+            mean2[c] = (float)m;
+            var2[c] = (float)v;
+        }
+        float sc2 = g2[c] / sqrtf(var2[c] + eps), sh2 = b2[c] - mean2[c] * sc2;
+        for (int b = 0; b < B; b++) {
+            size_t o = ((size_t)b * C + c);
+            bn_elu(y2 + o * T2, T2, sc2, sh2, u, e);
+            float *out = h + o * T3;
+            for (int j = 0; j < T3; j++) out[j] = 0.5f * (e[2 * j] + e[2 * j + 1]);
+            if (mask) {
+                const float *mk = mask + o * T3;
+                for (int j = 0; j < T3; j++) out[j] *= mk[j];
+            }
+        }
+    }
+}
+
+/* dL/du2 of one row from dL/dh: through the mask, the pooling and ELU2. */
+static inline void row_du2(const float *dh, const float *mk, const float *y2row, int T2,
+                           int T3, float sc2, float sh2, float *du2) {
+    for (int j = 0; j < T3; j++) {
+        float g = 0.5f * dh[j] * (mk ? mk[j] : 1.0f);
+        du2[2 * j] = g;
+        du2[2 * j + 1] = g;
+    }
+    for (int t = 2 * T3; t < T2; t++) du2[t] = 0.0f;  /* sample dropped by the pooling */
+    for (int t = 0; t < T2; t++) du2[t] *= elu_grad(y2row[t] * sc2 + sh2);
+}
+
+/* Backward. dy1 (B, C, T): output. dg1, db1, dg2, db2 (C,) and dw (C, K): outputs. */
+void histn_head_backward(const float *dh, const float *y1, const float *y2, int B, int C,
+                         int T, const float *g1, const float *b1, const float *w, int K,
+                         const float *g2, const float *b2, const float *mask, float eps,
+                         int training, const float *mean1, const float *var1,
+                         const float *mean2, const float *var2, float *dy1, float *dg1,
+                         float *db1, float *dw, float *dg2, float *db2, int nthreads) {
+    int T2 = T - K + 1, T3 = T2 / 2;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int c = 0; c < C; c++) {
+        float u[MAXT], e[MAXT], du[MAXT], dy[MAXT];
+        float rs1 = 1.0f / sqrtf(var1[c] + eps), rs2 = 1.0f / sqrtf(var2[c] + eps);
+        float sc1 = g1[c] * rs1, sh1 = b1[c] - mean1[c] * sc1;
+        float sc2 = g2[c] * rs2, sh2 = b2[c] - mean2[c] * sc2;
+        float m1 = mean1[c], m2 = mean2[c];
+        const float *wc = w + (size_t)c * K;
+        /* BN2 parameter gradients: sum du2 and sum du2 * xhat2 */
+        double sdu = 0.0, sdux = 0.0;
+        for (int b = 0; b < B; b++) {
+            size_t o = ((size_t)b * C + c);
+            const float *y2row = y2 + o * T2;
+            row_du2(dh + o * T3, mask ? mask + o * T3 : NULL, y2row, T2, T3, sc2, sh2, du);
+            float fs = 0.0f, fsx = 0.0f;
+#pragma omp simd reduction(+ : fs, fsx)
+            for (int t = 0; t < T2; t++) {
+                fs += du[t];
+                fsx += du[t] * (y2row[t] - m2);
+            }
+            sdu += fs;
+            sdux += fsx;
+        }
+        dg2[c] = (float)(sdux * rs2);
+        db2[c] = (float)sdu;
+        float n2 = (float)B * T2;
+        float k2a = training ? (float)(sdu / n2) : 0.0f;
+        float k2b = training ? (float)(sdux * rs2 / n2) * rs2 : 0.0f;
+        /* through BN2, the taps and ELU1; BN1 parameter gradients */
+        double dwk[64] = {0.0};
+        double s1 = 0.0, s1x = 0.0;
+        for (int b = 0; b < B; b++) {
+            size_t o = ((size_t)b * C + c);
+            const float *y2row = y2 + o * T2, *y1row = y1 + o * T;
+            row_du2(dh + o * T3, mask ? mask + o * T3 : NULL, y2row, T2, T3, sc2, sh2, du);
+            for (int t = 0; t < T2; t++)
+                dy[t] = g2[c] * rs2 * (du[t] - k2a - (y2row[t] - m2) * k2b);
+            bn_elu(y1row, T, sc1, sh1, u, e);
+            for (int k = 0; k < K; k++) {
+                float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                for (int t = 0; t < T2; t++) acc += dy[t] * e[t + k];
+                dwk[k] += acc;
+            }
+            float *d1 = dy1 + o * T;
+            for (int t = 0; t < T; t++) d1[t] = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float wk = wc[k];
+                for (int t = 0; t < T2; t++) d1[t + k] += wk * dy[t];
+            }
+            float fs = 0.0f, fsx = 0.0f;
+#pragma omp simd reduction(+ : fs, fsx)
+            for (int t = 0; t < T; t++) {
+                d1[t] *= u[t] > 0.0f ? 1.0f : e[t] + 1.0f;  /* ELU' from ELU */
+                fs += d1[t];
+                fsx += d1[t] * (y1row[t] - m1);
+            }
+            s1 += fs;
+            s1x += fsx;
+        }
+        for (int k = 0; k < K; k++) dw[(size_t)c * K + k] = (float)dwk[k];
+        dg1[c] = (float)(s1x * rs1);
+        db1[c] = (float)s1;
+        float n1 = (float)B * T;
+        float k1a = training ? (float)(s1 / n1) : 0.0f;
+        float k1b = training ? (float)(s1x * rs1 / n1) * rs1 : 0.0f;
+        float a1 = g1[c] * rs1;
+        for (int b = 0; b < B; b++) {
+            size_t o = ((size_t)b * C + c);
+            const float *y1row = y1 + o * T;
+            float *d1 = dy1 + o * T;
+            for (int t = 0; t < T; t++) d1[t] = a1 * (d1[t] - k1a - (y1row[t] - m1) * k1b);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * HiSTN's node level after the head, fused, down to the time-means the classifier sees:
+ *
+ * h (B, C, T) -> m = M^T h (node Chebyshev filters) -> d = per-channel K-tap "same" filter
+ * (p0 zeros before) -> y = W^T d (region pointwise mixing) -> a = ELU(BN3(y)); outputs the
+ * time-means of a and h, (B, C) each. Matrices act on the channel axis:
+ * m[j, t] = sum_i M[i, j] h[i, t]. One sample per thread step; per-thread sums.
+ */
+
+static void mix(const float *A, const float *x, int C, int T, float *out) {
+    /* out[j, :] = sum_i A[i, j] x[i, :] */
+    for (int j = 0; j < C; j++) {
+        float *o = out + (size_t)j * T;
+        for (int t = 0; t < T; t++) o[t] = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float a = A[(size_t)i * C + j];
+            if (a == 0.0f) continue;
+            const float *xi = x + (size_t)i * T;
+            for (int t = 0; t < T; t++) o[t] += a * xi[t];
+        }
+    }
+}
+
+static void mix_t(const float *A, const float *x, int C, int T, float *out) {
+    /* out[i, :] = sum_j A[i, j] x[j, :] */
+    for (int i = 0; i < C; i++) {
+        float *o = out + (size_t)i * T;
+        for (int t = 0; t < T; t++) o[t] = 0.0f;
+        for (int j = 0; j < C; j++) {
+            float a = A[(size_t)i * C + j];
+            if (a == 0.0f) continue;
+            const float *xj = x + (size_t)j * T;
+            for (int t = 0; t < T; t++) o[t] += a * xj[t];
+        }
+    }
+}
+
+static void taps_same(const float *m, const float *wd, int C, int T, int K, int p0,
+                      float *d) {
+    /* d[c, t] = sum_k wd[c, k] m[c, t + k - p0] (zeros outside) */
+    for (int c = 0; c < C; c++) {
+        const float *mc = m + (size_t)c * T;
+        float *dc = d + (size_t)c * T;
+        for (int t = 0; t < T; t++) dc[t] = 0.0f;
+        for (int k = 0; k < K; k++) {
+            float wk = wd[(size_t)c * K + k];
+            int s = k - p0, t0 = s < 0 ? -s : 0, t1 = s > 0 ? T - s : T;
+            for (int t = t0; t < t1; t++) dc[t] += wk * mc[t + s];
+        }
+    }
+}
+
+void histn_block_forward(const float *h, int B, int C, int T, const float *M,
+                         const float *wd, int K, int p0, const float *W, const float *g3,
+                         const float *b3, float eps, int training, float *mean3,
+                         float *var3, float *y, float *a_mean, float *h_mean,
+                         int nthreads) {
+    double *sum = calloc((size_t)2 * C, sizeof(double));
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *m = malloc(sizeof(float) * 2 * C * T), *d = m + (size_t)C * T;
+        double *loc = calloc((size_t)2 * C, sizeof(double));
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *hb = h + (size_t)b * C * T;
+            float *yb = y + (size_t)b * C * T;
+            mix(M, hb, C, T, m);
+            taps_same(m, wd, C, T, K, p0, d);
+            mix(W, d, C, T, yb);
+            for (int c = 0; c < C; c++) {
+                const float *hr = hb + (size_t)c * T, *yr = yb + (size_t)c * T;
+                float s = 0.0f, ss = 0.0f, sh = 0.0f;
+#pragma omp simd reduction(+ : s, ss, sh)
+                for (int t = 0; t < T; t++) {
+                    s += yr[t];
+                    ss += yr[t] * yr[t];
+                    sh += hr[t];
+                }
+                loc[c] += s;
+                loc[C + c] += ss;
+                h_mean[(size_t)b * C + c] = sh / T;
+            }
+        }
+#pragma omp critical
+        for (int i = 0; i < 2 * C; i++) sum[i] += loc[i];
+#pragma omp barrier
+#pragma omp single
+        if (training) {
+            for (int c = 0; c < C; c++) {
+                double n = (double)B * T, mu = sum[c] / n, v = sum[C + c] / n - mu * mu;
+                mean3[c] = (float)mu;
+                var3[c] = (float)(v > 0.0 ? v : 0.0);
+            }
+        }
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int c = 0; c < C; c++) {
+                float sc = g3[c] / sqrtf(var3[c] + eps), sh = b3[c] - mean3[c] * sc;
+                const float *yr = y + ((size_t)b * C + c) * T;
+                float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                for (int t = 0; t < T; t++) {
+                    float v = yr[t] * sc + sh;
+                    s += v > 0.0f ? v : exp_neg(v) - 1.0f;
+                }
+                a_mean[(size_t)b * C + c] = s / T;
+            }
+        }
+        free(m);
+        free(loc);
+    }
+    free(sum);
+}
+
+void histn_block_backward(const float *da, const float *dhm, const float *h,
+                          const float *y, int B, int C, int T, const float *M,
+                          const float *wd, int K, int p0, const float *W, const float *g3,
+                          const float *b3, float eps, int training, const float *mean3,
+                          const float *var3, float *dh, float *dM, float *dwd, float *dW,
+                          float *dg3, float *db3, int nthreads) {
+    size_t CC = (size_t)C * C, CK = (size_t)C * K;
+    double *acc = calloc(2 * C + 2 * CC + CK, sizeof(double));
+    float *sc = malloc(sizeof(float) * 4 * C), *sh = sc + C, *rs = sc + 2 * C;
+    for (int c = 0; c < C; c++) {
+        rs[c] = 1.0f / sqrtf(var3[c] + eps);
+        sc[c] = g3[c] * rs[c];
+        sh[c] = b3[c] - mean3[c] * sc[c];
+    }
+    float invT = 1.0f / T;
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *m = malloc(sizeof(float) * 4 * C * T), *d = m + (size_t)C * T;
+        float *dy = d + (size_t)C * T, *dm = dy + (size_t)C * T;
+        double *loc = calloc(2 * C + 2 * CC + CK, sizeof(double));
+        double *l_sdu = loc, *l_sdux = loc + C, *l_dM = loc + 2 * C, *l_dW = l_dM + CC;
+        double *l_dwd = l_dW + CC;
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int c = 0; c < C; c++) {
+                const float *yr = y + ((size_t)b * C + c) * T;
+                float g = da[(size_t)b * C + c] * invT, mu = mean3[c], s = 0.0f, sx = 0.0f;
+#pragma omp simd reduction(+ : s, sx)
+                for (int t = 0; t < T; t++) {
+                    float du = g * elu_grad(yr[t] * sc[c] + sh[c]);
+                    s += du;
+                    sx += du * (yr[t] - mu);
+                }
+                l_sdu[c] += s;
+                l_sdux[c] += sx;
+            }
+        }
+#pragma omp critical
+        for (int c = 0; c < 2 * C; c++) acc[c] += loc[c];
+#pragma omp barrier
+        float n = (float)B * T;
+        for (int i = 0; i < 2 * C; i++) loc[i] = 0.0;
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *hb = h + (size_t)b * C * T, *yb = y + (size_t)b * C * T;
+            /* dy through ELU and BN3 */
+            for (int c = 0; c < C; c++) {
+                const float *yr = yb + (size_t)c * T;
+                float *dyr = dy + (size_t)c * T;
+                float g = da[(size_t)b * C + c] * invT, mu = mean3[c];
+                float ka = training ? (float)(acc[c] / n) : 0.0f;
+                float kb = training ? (float)(acc[C + c] * rs[c] / n) * rs[c] : 0.0f;
+                for (int t = 0; t < T; t++) {
+                    float du = g * elu_grad(yr[t] * sc[c] + sh[c]);
+                    dyr[t] = sc[c] * (du - ka - (yr[t] - mu) * kb);
+                }
+            }
+            mix(M, hb, C, T, m);
+            taps_same(m, wd, C, T, K, p0, d);
+            /* y = W^T d: dW[i, j] += d[i] . dy[j]; dd = W dy (into d, no longer needed) */
+            for (int i = 0; i < C; i++) {
+                const float *di = d + (size_t)i * T;
+                for (int j = 0; j < C; j++) {
+                    const float *dyj = dy + (size_t)j * T;
+                    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                    for (int t = 0; t < T; t++) s += di[t] * dyj[t];
+                    l_dW[(size_t)i * C + j] += s;
+                }
+            }
+            mix_t(W, dy, C, T, d);
+            /* taps: dwd[c, k] += dd[c] . m[c, shifted]; dm[c, t + s] += wd[c, k] dd[c, t] */
+            for (int c = 0; c < C; c++) {
+                const float *ddc = d + (size_t)c * T, *mc = m + (size_t)c * T;
+                float *dmc = dm + (size_t)c * T;
+                for (int t = 0; t < T; t++) dmc[t] = 0.0f;
+                for (int k = 0; k < K; k++) {
+                    float wk = wd[(size_t)c * K + k], s = 0.0f;
+                    int sft = k - p0, t0 = sft < 0 ? -sft : 0, t1 = sft > 0 ? T - sft : T;
+#pragma omp simd reduction(+ : s)
+                    for (int t = t0; t < t1; t++) s += ddc[t] * mc[t + sft];
+                    for (int t = t0; t < t1; t++) dmc[t + sft] += wk * ddc[t];
+                    l_dwd[(size_t)c * K + k] += s;
+                }
+            }
+            /* m = M^T h: dM[i, j] += h[i] . dm[j]; dh = M dm + dh_mean / T */
+            for (int i = 0; i < C; i++) {
+                const float *hi = hb + (size_t)i * T;
+                for (int j = 0; j < C; j++) {
+                    const float *dmj = dm + (size_t)j * T;
+                    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                    for (int t = 0; t < T; t++) s += hi[t] * dmj[t];
+                    l_dM[(size_t)i * C + j] += s;
+                }
+            }
+            float *dhb = dh + (size_t)b * C * T;
+            mix_t(M, dm, C, T, dhb);
+            for (int c = 0; c < C; c++) {
+                float g = dhm[(size_t)b * C + c] * invT;
+                float *r = dhb + (size_t)c * T;
+                for (int t = 0; t < T; t++) r[t] += g;
+            }
+        }
+#pragma omp critical
+        for (size_t i = 2 * C; i < 2 * C + 2 * CC + CK; i++) acc[i] += loc[i];
+        free(m);
+        free(loc);
+    }
+    for (int c = 0; c < C; c++) {
+        dg3[c] = (float)(acc[C + c] * rs[c]);
+        db3[c] = (float)acc[c];
+    }
+    for (size_t i = 0; i < CC; i++) {
+        dM[i] = (float)acc[2 * C + i];
+        dW[i] = (float)acc[2 * C + CC + i];
+    }
+    for (size_t i = 0; i < CK; i++) dwd[i] = (float)acc[2 * C + 2 * CC + i];
+    free(acc);
+    free(sc);
+}

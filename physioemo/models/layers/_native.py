@@ -1,0 +1,273 @@
+"""Fused native kernels for HiSTN on the CPU: the temporal head and the node level.
+
+:func:`head` is BN-ELU-taps-BN-ELU-pool-dropout after the banded matmul; :func:`block` is
+the node filter, the region separable convolution, BN-ELU and the time-means.
+
+``_native.c`` is plain C with OpenMP; it is compiled once with the system's C compiler
+(``$CC``, else ``cc``) into ``$PHYSIOEMO_CACHE_DIR/native`` (default
+``~/.cache/physioemo/native``), under a name that hashes the source, the flags and the
+machine, and loaded with :mod:`ctypes`. Without a compiler, or with
+``PHYSIOEMO_NATIVE=0``, :func:`available` is false and HiSTN runs the same head with
+PyTorch operators (same results within float32 rounding, slower on CPU).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+from ...utils.logging import logger
+
+#: Environment variable: ``0`` disables the native kernel.
+ENV_VAR = "PHYSIOEMO_NATIVE"
+_SOURCE = Path(__file__).with_name("_native.c")
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
+          "-shared", "-fPIC"]
+_MAX_TIMES, _MAX_TAPS = 4096, 64
+_lock = threading.Lock()
+_lib = None
+_tried = False
+
+_f32 = ctypes.POINTER(ctypes.c_float)
+_i = ctypes.c_int
+
+
+def _build(cache):
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise OSError("no C compiler (cc/gcc) on PATH")
+    src = _SOURCE.read_bytes()
+    tag = hashlib.sha256(src + " ".join([cc, *_FLAGS, platform.machine(),
+                                         platform.node()]).encode()).hexdigest()[:16]
+    lib = cache / f"histn_head-{tag}.so"
+    if not lib.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+        os.close(fd)
+        try:
+            proc = subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                raise OSError(f"{cc} failed: {proc.stderr.strip()[-500:]}")
+            os.replace(tmp, lib)  # atomic: concurrent workers never load a partial file
+            logger.debug("compiled %s", lib)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return ctypes.CDLL(str(lib))
+
+
+def _load():
+    global _lib, _tried
+    with _lock:
+        if _tried:
+            return _lib
+        _tried = True
+        if os.environ.get(ENV_VAR, "1").strip() == "0":
+            return None
+        from ...datasets.cache import default_cache_dir
+
+        try:
+            lib = _build(default_cache_dir() / "native")
+        except OSError as err:
+            logger.warning("physioemo's native HiSTN kernel is unavailable (%s); training "
+                           "uses PyTorch operators instead, which is slower on CPU. Set "
+                           "%s=0 to silence this.", err, ENV_VAR)
+            return None
+        lib.histn_head_forward.argtypes = [_f32, _i, _i, _i, _f32, _f32, _f32, _i, _f32,
+                                           _f32, _f32, ctypes.c_float, _i, _f32, _f32,
+                                           _f32, _f32, _f32, _f32, _i]
+        lib.histn_head_backward.argtypes = [_f32, _f32, _f32, _i, _i, _i, _f32, _f32, _f32,
+                                            _i, _f32, _f32, _f32, ctypes.c_float, _i, _f32,
+                                            _f32, _f32, _f32, _f32, _f32, _f32, _f32, _f32,
+                                            _f32, _i]
+        lib.histn_block_forward.argtypes = [_f32, _i, _i, _i, _f32, _f32, _i, _i, _f32, _f32,
+                                            _f32, ctypes.c_float, _i, _f32, _f32, _f32,
+                                            _f32, _f32, _i]
+        lib.histn_block_backward.argtypes = [_f32, _f32, _f32, _f32, _i, _i, _i, _f32, _f32,
+                                             _i, _i, _f32, _f32, _f32, ctypes.c_float, _i,
+                                             _f32, _f32, _f32, _f32, _f32, _f32, _f32, _f32,
+                                             _i]
+        for fn in ("histn_head_forward", "histn_head_backward", "histn_block_forward",
+                   "histn_block_backward"):
+            getattr(lib, fn).restype = None
+        _lib = lib
+        return lib
+
+
+def available():
+    """Whether the native kernel is compiled and loaded (compiles it on first call)."""
+    return _load() is not None
+
+
+def supports(x, kernel_size):
+    """Whether :func:`head` can take input ``x`` (float32 on the CPU, sizes in range)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.ndim == 3
+            and x.shape[-1] <= _MAX_TIMES and kernel_size <= _MAX_TAPS
+            and x.shape[-1] - kernel_size + 1 >= 2 and available())
+
+
+def _p(t):
+    return ctypes.cast(t.data_ptr(), _f32) if t is not None else None
+
+
+class _Head(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y1, g1, b1, w, g2, b2, mask, stats1, stats2, eps, training):
+        y1, w = y1.contiguous(), w.contiguous()
+        g1, b1, g2, b2 = (p.detach().contiguous() for p in (g1, b1, g2, b2))
+        mask = mask.contiguous() if mask is not None else None
+        B, C, T = y1.shape
+        K = w.shape[1]
+        T2 = T - K + 1
+        mean1, var1 = (s.detach().clone().contiguous() for s in stats1)
+        mean2, var2 = (s.detach().clone().contiguous() for s in stats2)
+        y2 = y1.new_empty(B, C, T2)
+        h = y1.new_empty(B, C, T2 // 2)
+        _lib.histn_head_forward(_p(y1), B, C, T, _p(g1), _p(b1), _p(w), K, _p(g2), _p(b2),
+                                _p(mask), eps, int(training), _p(mean1), _p(var1),
+                                _p(mean2), _p(var2), _p(y2), _p(h),
+                                torch.get_num_threads())
+        ctx.save_for_backward(y1, y2, g1, b1, w, g2, b2, mask, mean1, var1, mean2, var2)
+        ctx.eps, ctx.training = eps, training
+        ctx.mark_non_differentiable(mean1, var1, mean2, var2)
+        return h, mean1, var1, mean2, var2
+
+    @staticmethod
+    def backward(ctx, dh, *_):
+        y1, y2, g1, b1, w, g2, b2, mask, mean1, var1, mean2, var2 = ctx.saved_tensors
+        B, C, T = y1.shape
+        K = w.shape[1]
+        dh = dh.contiguous()
+        dy1 = torch.empty_like(y1)
+        dg1, db1, dg2, db2 = (torch.empty_like(g1) for _ in range(4))
+        dw = torch.empty_like(w)
+        _lib.histn_head_backward(_p(dh), _p(y1), _p(y2), B, C, T, _p(g1), _p(b1), _p(w), K,
+                                 _p(g2), _p(b2), _p(mask), ctx.eps, int(ctx.training),
+                                 _p(mean1), _p(var1), _p(mean2), _p(var2), _p(dy1),
+                                 _p(dg1), _p(db1), _p(dw), _p(dg2), _p(db2),
+                                 torch.get_num_threads())
+        return dy1, dg1, db1, dw, dg2, db2, None, None, None, None, None
+
+
+@torch.no_grad()
+def _update_running(bn, mean, var, n):
+    bn.num_batches_tracked += 1
+    m = bn.momentum
+    bn.running_mean.mul_(1.0 - m).add_(mean, alpha=m)
+    bn.running_var.mul_(1.0 - m).add_(var, alpha=m * n / max(n - 1, 1))
+
+
+def head(y1, bn1, taps, bn2, mask=None):
+    """``mask * avgpool2(ELU(bn2(taps(ELU(bn1(y1))))))`` in one native kernel.
+
+    Parameters
+    ----------
+    y1 : torch.Tensor, shape (batch, n_channels, n_times)
+        Output of the temporal convolution (float32, CPU).
+    bn1, bn2 : torch.nn.BatchNorm1d
+        Used as PyTorch would in their current mode: batch statistics and a running-stat
+        update in training, running statistics in evaluation.
+    taps : torch.Tensor, shape (n_channels, kernel_size)
+        Per-channel "valid" filter (cross-correlation).
+    mask : torch.Tensor | None, shape (batch, n_channels, (n_times - kernel_size + 1) // 2)
+        Dropout multipliers (0 or ``1 / (1 - p)``), or None.
+
+    Returns
+    -------
+    h : torch.Tensor, shape (batch, n_channels, (n_times - kernel_size + 1) // 2)
+    """
+    if not available():
+        raise RuntimeError("the native HiSTN kernel is unavailable; check available() first")
+    training = bn1.training
+    if not training:
+        stats1, stats2 = (bn1.running_mean, bn1.running_var), (bn2.running_mean,
+                                                              bn2.running_var)
+    else:
+        c = y1.shape[1]
+        stats1 = stats2 = (y1.new_empty(c), y1.new_empty(c))
+    h, mean1, var1, mean2, var2 = _Head.apply(y1, bn1.weight, bn1.bias, taps, bn2.weight,
+                                              bn2.bias, mask, stats1, stats2, bn1.eps,
+                                              training)
+    if training:
+        B, _, T = y1.shape
+        _update_running(bn1, mean1, var1, B * T)
+        _update_running(bn2, mean2, var2, B * (T - taps.shape[1] + 1))
+    return h
+
+
+class _Block(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, M, wd, W, g3, b3, stats3, p0, eps, training):
+        h, M, wd, W = (t.contiguous() for t in (h, M, wd, W))
+        g3, b3 = g3.detach().contiguous(), b3.detach().contiguous()
+        B, C, T = h.shape
+        mean3, var3 = (s.detach().clone().contiguous() for s in stats3)
+        y = torch.empty_like(h)
+        a_mean, h_mean = h.new_empty(B, C), h.new_empty(B, C)
+        _lib.histn_block_forward(_p(h), B, C, T, _p(M), _p(wd), wd.shape[1], p0, _p(W),
+                                 _p(g3), _p(b3), eps, int(training), _p(mean3), _p(var3),
+                                 _p(y), _p(a_mean), _p(h_mean), torch.get_num_threads())
+        ctx.save_for_backward(h, y, M, wd, W, g3, b3, mean3, var3)
+        ctx.p0, ctx.eps, ctx.training = p0, eps, training
+        ctx.mark_non_differentiable(mean3, var3)
+        return a_mean, h_mean, mean3, var3
+
+    @staticmethod
+    def backward(ctx, da, dhm, *_):
+        h, y, M, wd, W, g3, b3, mean3, var3 = ctx.saved_tensors
+        B, C, T = h.shape
+        da = da.contiguous() if da is not None else h.new_zeros(B, C)
+        dhm = dhm.contiguous() if dhm is not None else h.new_zeros(B, C)
+        dh = torch.empty_like(h)
+        dM, dwd, dW = torch.empty_like(M), torch.empty_like(wd), torch.empty_like(W)
+        dg3, db3 = torch.empty_like(g3), torch.empty_like(b3)
+        _lib.histn_block_backward(_p(da), _p(dhm), _p(h), _p(y), B, C, T, _p(M), _p(wd),
+                                  wd.shape[1], ctx.p0, _p(W), _p(g3), _p(b3), ctx.eps,
+                                  int(ctx.training), _p(mean3), _p(var3), _p(dh), _p(dM),
+                                  _p(dwd), _p(dW), _p(dg3), _p(db3), torch.get_num_threads())
+        return dh, dM, dwd, dW, dg3, db3, None, None, None, None
+
+
+def block(h, M, taps, pad_before, W, bn3):
+    """Time-means of ``ELU(bn3(W^T taps(M^T h)))`` and of ``h`` in one native kernel.
+
+    Parameters
+    ----------
+    h : torch.Tensor, shape (batch, n_channels, n_times)
+        Float32 on the CPU.
+    M, W : torch.Tensor, shape (n_channels, n_channels)
+        Channel mixing matrices, ``(M^T h)[j, t] = sum_i M[i, j] h[i, t]``.
+    taps : torch.Tensor, shape (n_channels, kernel_size)
+        Per-channel "same" filter (cross-correlation) with ``pad_before`` zeros before.
+    pad_before : int
+        Zeros before (the rest of ``kernel_size - 1`` after).
+    bn3 : torch.nn.BatchNorm1d
+        Used as PyTorch would in its current mode.
+
+    Returns
+    -------
+    a_mean, h_mean : torch.Tensor, shape (batch, n_channels)
+    """
+    if not available():
+        raise RuntimeError("the native HiSTN kernel is unavailable; check available() first")
+    training = bn3.training
+    if training:
+        c = h.shape[1]
+        stats3 = (h.new_empty(c), h.new_empty(c))
+    else:
+        stats3 = (bn3.running_mean, bn3.running_var)
+    a_mean, h_mean, mean3, var3 = _Block.apply(h, M, taps, W, bn3.weight, bn3.bias, stats3,
+                                               int(pad_before), bn3.eps, training)
+    if training:
+        _update_running(bn3, mean3, var3, h.shape[0] * h.shape[2])
+    return a_mean, h_mean

@@ -1,0 +1,150 @@
+"""The fused native kernels against the PyTorch layers they replace (the oracle)."""
+
+import copy
+import logging
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from physioemo.models import HiSTN
+from physioemo.models.histn import _bn, _pool2
+from physioemo.models.layers import _native
+from physioemo.models.layers._taps import depthwise_taps
+
+HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
+needs_native = pytest.mark.skipif(not HAVE_CC, reason="no C compiler to build the kernel")
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@needs_native
+def test_kernel_builds_where_there_is_a_compiler():
+    assert _native.available()
+
+
+def _pair(graph, dropout, n_times=128, seed=0):
+    torch.manual_seed(seed)
+    native = HiSTN(graph=graph, dropout=dropout, n_times=n_times)
+    with torch.no_grad():  # non-trivial BatchNorm affine parameters
+        for bn in (native.bn1, native.bn2, native.bn3):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+    ref = copy.deepcopy(native)
+    ref.native = False
+    return native, ref
+
+
+def _step(model, x, y, seed):
+    torch.manual_seed(seed)  # the same dropout draws for both paths
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    F.cross_entropy(out, y).backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _close(a, b):
+    scale = max(float(b.abs().max()), 1e-3)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5 * scale)
+
+
+@needs_native
+@pytest.mark.parametrize("graph,dropout,threads", [("G0", 0.5, 2), ("G1", 0.0, 1),
+                                                    ("G2", 0.2, 2)])
+def test_training_steps_equal_the_pytorch_layers(graph, dropout, threads):
+    torch.set_num_threads(threads)
+    native, ref = _pair(graph, dropout)
+    opts = [torch.optim.Adam(m.parameters(), 1e-2) for m in (native, ref)]
+    g = torch.Generator().manual_seed(1)
+    for it in range(3):  # later steps start from updated weights and running statistics
+        x = torch.randn(32, 14, 128, generator=g) * 20
+        y = torch.randint(0, 5, (32,), generator=g)
+        out_n, grads_n = _step(native.train(), x, y, it)
+        out_r, grads_r = _step(ref.train(), x, y, it)
+        _close(out_n, out_r)
+        assert grads_n.keys() == grads_r.keys()
+        for name in grads_r:
+            _close(grads_n[name], grads_r[name])
+        for opt in opts:
+            opt.step()
+        native.apply_constraints()
+        ref.apply_constraints()
+    for (name, a), (_, b) in zip(native.named_buffers(), ref.named_buffers(), strict=True):
+        if "running" in name or "num_batches" in name:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # evaluation: running statistics, no dropout; with and without autograd
+    x = torch.randn(16, 14, 128, generator=g) * 20
+    native.eval()
+    ref.eval()
+    with torch.no_grad():
+        _close(native(x), ref(x))
+    out_n, grads_n = _step(native, x, torch.zeros(16, dtype=torch.long), 0)
+    out_r, grads_r = _step(ref, x, torch.zeros(16, dtype=torch.long), 0)
+    for name in grads_r:
+        _close(grads_n[name], grads_r[name])
+
+
+@needs_native
+def test_odd_lengths_and_batch_one():
+    # n_times 57: 53 samples after the 5 taps, so the pooling drops one; batch 1
+    native, ref = _pair("G0", 0.0, n_times=57)
+    x = torch.randn(1, 14, 57) * 20
+    for mode in (True, False):
+        native.train(mode)
+        ref.train(mode)
+        out_n, grads_n = _step(native, x, torch.tensor([3]), 0)
+        out_r, grads_r = _step(ref, x, torch.tensor([3]), 0)
+        _close(out_n, out_r)
+        for name in grads_r:
+            _close(grads_n[name], grads_r[name])
+
+
+@needs_native
+def test_head_kernel_alone_with_a_mask():
+    torch.manual_seed(5)
+    y1 = (torch.randn(8, 3, 40) * 3 + 1).requires_grad_()
+    w = (torch.randn(3, 7) * 0.4).requires_grad_()
+    mask = (torch.rand(8, 3, 17) >= 0.3).float() / 0.7
+    bn1, bn2 = _bn(3), _bn(3)
+    bns = (copy.deepcopy(bn1), copy.deepcopy(bn2))
+    out = _native.head(y1, bn1, w, bn2, mask)
+    ref = _pool2(F.elu(bns[1](depthwise_taps(F.elu(bns[0](y1)), w)))) * mask
+    _close(out, ref)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, [y1, w, bn1.weight, bn2.bias], g),
+                    torch.autograd.grad(ref, [y1, w, bns[0].weight, bns[1].bias], g),
+                    strict=True):
+        _close(a, b)
+    torch.testing.assert_close(bn2.running_var, bns[1].running_var)
+
+
+def test_without_a_compiler_the_model_falls_back(monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native, "_tried", False)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("PHYSIOEMO_CACHE_DIR", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING, logger="physioemo"):
+        assert not _native.available()
+    assert "native HiSTN kernel is unavailable" in caplog.text
+    torch.manual_seed(0)
+    model = HiSTN()
+    ref = copy.deepcopy(model)
+    ref.native = False
+    x = torch.randn(4, 14, 128)
+    torch.testing.assert_close(model.eval()(x), ref.eval()(x))
+    with pytest.raises(RuntimeError, match="unavailable"):
+        _native.head(x, model.bn1, model.electrode.weight, model.bn2)
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native, "_tried", False)
+    monkeypatch.setenv(_native.ENV_VAR, "0")
+    assert not _native.available()
+    assert not _native.supports(torch.zeros(2, 14, 128), 5)
