@@ -147,6 +147,11 @@ class HiSTN(nn.Module):
             [ChebGraphFilter(chebyshev_basis(d)) for d in self.graph_data])
         self.register_buffer("_node_flat", block_flat_index(
             torch.cat(groups), [len(g) for g in groups]), persistent=False)
+        # entries of the node filter and region pointwise matrices that are parameters
+        # (both block-diagonal on the same regions): the native kernel's gradient pattern
+        self.register_buffer("_block_pattern", torch.zeros(n_ch * n_ch, dtype=torch.bool)
+                             .index_fill_(0, self._node_flat, True).view(n_ch, n_ch),
+                             persistent=False)
         self.separable = RegionSeparableConv(groups, kernel_size=5)
         self.bn3 = _bn(n_ch)
         self.fusion_h = RegionAttentionFusion(groups)
@@ -198,7 +203,8 @@ class HiSTN(nn.Module):
         if self.native and _native.supports(h, self.separable.kernel_size):
             sep = self.separable
             a_mean, h_mean = _native.block(h, self.node_filter_matrix(), sep.depthwise,
-                                           sep.pad_before, sep.pointwise_matrix(), self.bn3)
+                                           sep.pad_before, sep.pointwise_matrix(), self.bn3,
+                                           self._block_pattern)
         else:
             m = self.node_filter_matrix().transpose(0, 1) @ h
             a = F.elu(self.bn3(self.separable(m)))

@@ -220,7 +220,9 @@ void histn_head_backward(const float *dh, const float *y1, const float *y2, int 
  * h (B, C, T) -> m = M^T h (node Chebyshev filters) -> d = per-channel K-tap "same" filter
  * (p0 zeros before) -> y = W^T d (region pointwise mixing) -> a = ELU(BN3(y)); outputs the
  * time-means of a and h, (B, C) each. Matrices act on the channel axis:
- * m[j, t] = sum_i M[i, j] h[i, t]. One sample per thread step; per-thread sums.
+ * m[j, t] = sum_i M[i, j] h[i, t]. One sample per thread step; per-thread sums. The
+ * gradients of M and W are computed where `pattern` is non-zero (the entries that are
+ * parameters; all when it is NULL) and are 0 elsewhere.
  */
 
 static void mix(const float *A, const float *x, int C, int T, float *out) {
@@ -332,8 +334,9 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
                           const float *y, int B, int C, int T, const float *M,
                           const float *wd, int K, int p0, const float *W, const float *g3,
                           const float *b3, float eps, int training, const float *mean3,
-                          const float *var3, float *dh, float *dM, float *dwd, float *dW,
-                          float *dg3, float *db3, int nthreads) {
+                          const float *var3, const unsigned char *pattern, float *dh,
+                          float *dM, float *dwd, float *dW, float *dg3, float *db3,
+                          int nthreads) {
     size_t CC = (size_t)C * C, CK = (size_t)C * K;
     double *acc = calloc(2 * C + 2 * CC + CK, sizeof(double));
     float *sc = malloc(sizeof(float) * 4 * C), *sh = sc + C, *rs = sc + 2 * C;
@@ -391,6 +394,7 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
             for (int i = 0; i < C; i++) {
                 const float *di = d + (size_t)i * T;
                 for (int j = 0; j < C; j++) {
+                    if (pattern && !pattern[(size_t)i * C + j]) continue;
                     const float *dyj = dy + (size_t)j * T;
                     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -417,6 +421,7 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
             for (int i = 0; i < C; i++) {
                 const float *hi = hb + (size_t)i * T;
                 for (int j = 0; j < C; j++) {
+                    if (pattern && !pattern[(size_t)i * C + j]) continue;
                     const float *dmj = dm + (size_t)j * T;
                     float s = 0.0f;
 #pragma omp simd reduction(+ : s)

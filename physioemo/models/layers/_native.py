@@ -95,8 +95,8 @@ def _load():
                                             _f32, _f32, _i]
         lib.histn_block_backward.argtypes = [_f32, _f32, _f32, _f32, _i, _i, _i, _f32, _f32,
                                              _i, _i, _f32, _f32, _f32, ctypes.c_float, _i,
-                                             _f32, _f32, _f32, _f32, _f32, _f32, _f32, _f32,
-                                             _i]
+                                             _f32, _f32, ctypes.c_void_p, _f32, _f32, _f32,
+                                             _f32, _f32, _f32, _i]
         for fn in ("histn_head_forward", "histn_head_backward", "histn_block_forward",
                    "histn_block_backward"):
             getattr(lib, fn).restype = None
@@ -207,7 +207,7 @@ def head(y1, bn1, taps, bn2, mask=None):
 
 class _Block(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, M, wd, W, g3, b3, stats3, p0, eps, training):
+    def forward(ctx, h, M, wd, W, g3, b3, stats3, p0, eps, training, pattern):
         h, M, wd, W = (t.contiguous() for t in (h, M, wd, W))
         g3, b3 = g3.detach().contiguous(), b3.detach().contiguous()
         B, C, T = h.shape
@@ -219,6 +219,7 @@ class _Block(torch.autograd.Function):
                                  _p(y), _p(a_mean), _p(h_mean), torch.get_num_threads())
         ctx.save_for_backward(h, y, M, wd, W, g3, b3, mean3, var3)
         ctx.p0, ctx.eps, ctx.training = p0, eps, training
+        ctx.pattern = pattern.to(torch.uint8).contiguous() if pattern is not None else None
         ctx.mark_non_differentiable(mean3, var3)
         return a_mean, h_mean, mean3, var3
 
@@ -233,12 +234,14 @@ class _Block(torch.autograd.Function):
         dg3, db3 = torch.empty_like(g3), torch.empty_like(b3)
         _lib.histn_block_backward(_p(da), _p(dhm), _p(h), _p(y), B, C, T, _p(M), _p(wd),
                                   wd.shape[1], ctx.p0, _p(W), _p(g3), _p(b3), ctx.eps,
-                                  int(ctx.training), _p(mean3), _p(var3), _p(dh), _p(dM),
+                                  int(ctx.training), _p(mean3), _p(var3),
+                                  ctx.pattern.data_ptr() if ctx.pattern is not None else None,
+                                  _p(dh), _p(dM),
                                   _p(dwd), _p(dW), _p(dg3), _p(db3), torch.get_num_threads())
-        return dh, dM, dwd, dW, dg3, db3, None, None, None, None
+        return dh, dM, dwd, dW, dg3, db3, None, None, None, None, None
 
 
-def block(h, M, taps, pad_before, W, bn3):
+def block(h, M, taps, pad_before, W, bn3, pattern=None):
     """Time-means of ``ELU(bn3(W^T taps(M^T h)))`` and of ``h`` in one native kernel.
 
     Parameters
@@ -253,6 +256,10 @@ def block(h, M, taps, pad_before, W, bn3):
         Zeros before (the rest of ``kernel_size - 1`` after).
     bn3 : torch.nn.BatchNorm1d
         Used as PyTorch would in its current mode.
+    pattern : torch.Tensor of bool, shape (n_channels, n_channels) | None
+        Entries of ``M`` and ``W`` whose gradients are wanted (the others are returned as
+        0: for block-diagonal matrices built from per-region parameters, the blocks);
+        None for all.
 
     Returns
     -------
@@ -267,7 +274,7 @@ def block(h, M, taps, pad_before, W, bn3):
     else:
         stats3 = (bn3.running_mean, bn3.running_var)
     a_mean, h_mean, mean3, var3 = _Block.apply(h, M, taps, W, bn3.weight, bn3.bias, stats3,
-                                               int(pad_before), bn3.eps, training)
+                                               int(pad_before), bn3.eps, training, pattern)
     if training:
         _update_running(bn3, mean3, var3, h.shape[0] * h.shape[2])
     return a_mean, h_mean
