@@ -190,13 +190,15 @@ class HiSTN(nn.Module):
         features : torch.Tensor, shape (batch, n_channels + n_regions + 1)
         """
         # Part I
-        y1 = self.temporal(x)
-        if self.native and _native.supports(y1, self.electrode.kernel_size):
-            h = _native.head(y1, self.bn1, self.electrode.weight, self.bn2,
-                             _dropout_mask(y1, self.electrode.kernel_size, self.dropout,
-                                           self.training))
+        tc = self.temporal
+        if self.native and tc.impl == "banded" and _native.supports(
+                x, self.electrode.kernel_size, tc.kernel_size):
+            h = _native.head(x, self.bn1, self.electrode.weight, self.bn2,
+                             _dropout_mask(x, self.electrode.kernel_size, self.dropout,
+                                           self.training),
+                             kernels=tc.fused_kernels(), pad_before=tc.pad_before)
         else:
-            h = F.elu(self.bn1(y1))
+            h = F.elu(self.bn1(tc(x)))
             h = F.elu(self.bn2(self.electrode(h)))
             h = _dropout(_pool2(h), self.dropout, self.training)
         # Part II: node level

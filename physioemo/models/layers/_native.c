@@ -1,6 +1,7 @@
 /* HiSTN's temporal head after the banded matmul, fused: forward and backward.
  *
- * y1 (B, C, T) -> u1 = BN1(y1) -> e1 = ELU(u1) -> y2 = 5-tap "valid" filter per channel
+ * x (B, C, T) -> y1 = per-channel "same" filter (the fused 64-tap kernel; or y1 given)
+ * -> u1 = BN1(y1) -> e1 = ELU(u1) -> y2 = 5-tap "valid" filter per channel
  * (B, C, T2) -> u2 = BN2(y2) -> e2 = ELU(u2) -> h = avgpool2(e2) * mask (B, C, T3).
  *
  * PyTorch runs this as ~25 memory passes over (B, C, T) tensors per training step; here
@@ -17,7 +18,7 @@
 #include <string.h>
 #include <stdlib.h>
 
-#define MAXT 4096
+#define MAXT 4096 /* longest window (the padded input of the first filter included) */
 
 /* exp for x <= 0 (Cephes expf polynomial, ~1 ulp), written so that GCC vectorises it */
 static inline float exp_neg(float x) {
@@ -48,6 +49,77 @@ static inline void bn_elu(const float *x, int n, float scale, float shift, float
 
 static inline float elu_grad(float u) { return u > 0.0f ? 1.0f : exp_neg(u); }
 
+/* 8 floats; unaligned loads and stores through memcpy (one instruction with AVX) */
+typedef float v8 __attribute__((vector_size(32)));
+static inline v8 ld8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void st8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+/* y[t] = sum_k w[k] x[t + k - p] with zeros outside 0..T-1 ("same" cross-correlation);
+ * xp is scratch of T + K - 1 floats. 64 outputs at a time in 8 vector registers. */
+static void conv_same_row(const float *x, int T, const float *w, int K, int p, float *xp,
+                          float *y) {
+    for (int i = 0; i < p; i++) xp[i] = 0.0f;
+    memcpy(xp + p, x, sizeof(float) * T);
+    for (int i = p + T; i < T + K - 1; i++) xp[i] = 0.0f;
+    int t0 = 0;
+    for (; t0 + 64 <= T; t0 += 64) {
+        v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+        const float *xs = xp + t0;
+        for (int k = 0; k < K; k++, xs++) {
+            v8 wk = (v8){0} + w[k];
+            a0 += wk * ld8(xs); a1 += wk * ld8(xs + 8); a2 += wk * ld8(xs + 16);
+            a3 += wk * ld8(xs + 24); a4 += wk * ld8(xs + 32); a5 += wk * ld8(xs + 40);
+            a6 += wk * ld8(xs + 48); a7 += wk * ld8(xs + 56);
+        }
+        st8(y + t0, a0); st8(y + t0 + 8, a1); st8(y + t0 + 16, a2); st8(y + t0 + 24, a3);
+        st8(y + t0 + 32, a4); st8(y + t0 + 40, a5); st8(y + t0 + 48, a6);
+        st8(y + t0 + 56, a7);
+    }
+    if (t0 < T) {
+        for (int t = t0; t < T; t++) y[t] = 0.0f;
+        for (int k = 0; k < K; k++) {
+            float wk = w[k];
+            for (int t = t0; t < T; t++) y[t] += wk * xp[t + k];
+        }
+    }
+}
+
+/* dw[k] += sum_t dy[t] xp[t + k] (xp: the padded input of conv_same_row) */
+static void conv_same_grad_row(const float *dy, int T, const float *xp, int K, double *dw) {
+    int k0 = 0;
+    for (; k0 + 32 <= K; k0 += 32) {  /* 32 sums, even and odd t apart: 8 registers */
+        v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
+        int t = 0;
+        for (; t + 2 <= T; t += 2) {
+            const float *xs = xp + t + k0;
+            v8 d = (v8){0} + dy[t], e = (v8){0} + dy[t + 1];
+            a0 += d * ld8(xs); a1 += d * ld8(xs + 8); a2 += d * ld8(xs + 16);
+            a3 += d * ld8(xs + 24);
+            b0 += e * ld8(xs + 1); b1 += e * ld8(xs + 9); b2 += e * ld8(xs + 17);
+            b3 += e * ld8(xs + 25);
+        }
+        for (; t < T; t++) {
+            const float *xs = xp + t + k0;
+            v8 d = (v8){0} + dy[t];
+            a0 += d * ld8(xs); a1 += d * ld8(xs + 8); a2 += d * ld8(xs + 16);
+            a3 += d * ld8(xs + 24);
+        }
+        a0 += b0; a1 += b1; a2 += b2; a3 += b3;
+        for (int i = 0; i < 8; i++) {
+            dw[k0 + i] += a0[i];
+            dw[k0 + 8 + i] += a1[i];
+            dw[k0 + 16 + i] += a2[i];
+            dw[k0 + 24 + i] += a3[i];
+        }
+    }
+    for (int k = k0; k < K; k++) {
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int t = 0; t < T; t++) s += dy[t] * xp[t + k];
+        dw[k] += s;
+    }
+}
+
 static void stats(const float *x, int B, int C, int T, int c, int stride_b, double *mean,
                   double *var) {
     double s = 0.0, ss = 0.0;
@@ -71,15 +143,21 @@ static void stats(const float *x, int B, int C, int T, int c, int stride_b, doub
 /* Forward. mean/var: in training, outputs (batch statistics, biased variance); otherwise
  * inputs (running statistics). mask: (B, C, T3) multipliers (dropout, already scaled) or
  * NULL. y2 (B, C, T2) and h (B, C, T3) are outputs. */
-void histn_head_forward(const float *y1, int B, int C, int T, const float *g1,
-                        const float *b1, const float *w, int K, const float *g2,
-                        const float *b2, const float *mask, float eps, int training,
-                        float *mean1, float *var1, float *mean2, float *var2, float *y2,
-                        float *h, int nthreads) {
+void histn_head_forward(const float *x, const float *wt, int Kt, int pt, float *y1, int B,
+                        int C, int T, const float *g1, const float *b1, const float *w,
+                        int K, const float *g2, const float *b2, const float *mask,
+                        float eps, int training, float *mean1, float *var1, float *mean2,
+                        float *var2, float *y2, float *h, int nthreads) {
     int T2 = T - K + 1, T3 = T2 / 2;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int c = 0; c < C; c++) {
         float u[MAXT], e[MAXT];
+        if (wt) {  /* y1 = the "same" filter of x with channel c's kernel */
+            for (int b = 0; b < B; b++) {
+                size_t o = ((size_t)b * C + c);
+                conv_same_row(x + o * T, T, wt + (size_t)c * Kt, Kt, pt, u, y1 + o * T);
+            }
+        }
         if (training) {
             double m, v;
             stats(y1, B, C, T, c, C * T, &m, &v);
@@ -131,7 +209,8 @@ static inline void row_du2(const float *dh, const float *mk, const float *y2row,
 }
 
 /* Backward. dy1 (B, C, T): output. dg1, db1, dg2, db2 (C,) and dw (C, K): outputs. */
-void histn_head_backward(const float *dh, const float *y1, const float *y2, int B, int C,
+void histn_head_backward(const float *dh, const float *x, int Kt, int pt, float *dwt,
+                         const float *y1, const float *y2, int B, int C,
                          int T, const float *g1, const float *b1, const float *w, int K,
                          const float *g2, const float *b2, const float *mask, float eps,
                          int training, const float *mean1, const float *var1,
@@ -205,12 +284,23 @@ void histn_head_backward(const float *dh, const float *y1, const float *y2, int 
         float k1a = training ? (float)(s1 / n1) : 0.0f;
         float k1b = training ? (float)(s1x * rs1 / n1) * rs1 : 0.0f;
         float a1 = g1[c] * rs1;
+        double dwt_c[MAXT];
+        for (int k = 0; k < Kt; k++) dwt_c[k] = 0.0;
         for (int b = 0; b < B; b++) {
             size_t o = ((size_t)b * C + c);
             const float *y1row = y1 + o * T;
             float *d1 = dy1 + o * T;
             for (int t = 0; t < T; t++) d1[t] = a1 * (d1[t] - k1a - (y1row[t] - m1) * k1b);
+            if (dwt) {  /* kernel gradient of the "same" filter that made y1 from x */
+                const float *xr = x + o * T;
+                for (int i = 0; i < pt; i++) e[i] = 0.0f;
+                memcpy(e + pt, xr, sizeof(float) * T);
+                for (int i = pt + T; i < T + Kt - 1; i++) e[i] = 0.0f;
+                conv_same_grad_row(d1, T, e, Kt, dwt_c);
+            }
         }
+        if (dwt)
+            for (int k = 0; k < Kt; k++) dwt[(size_t)c * Kt + k] = (float)dwt_c[k];
     }
 }
 

@@ -30,9 +30,9 @@ from ...utils.logging import logger
 #: Environment variable: ``0`` disables the native kernel.
 ENV_VAR = "PHYSIOEMO_NATIVE"
 _SOURCE = Path(__file__).with_name("_native.c")
-_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
-          "-shared", "-fPIC"]
-_MAX_TIMES, _MAX_TAPS = 4096, 64
+_FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=256", "-fopenmp", "-fno-math-errno",
+          "-fno-trapping-math", "-shared", "-fPIC"]
+_MAX_TIMES, _MAX_TAPS = 4096, 64  # MAXT in _native.c; the taps' gradient buffer
 _lock = threading.Lock()
 _lib = None
 _tried = False
@@ -83,13 +83,13 @@ def _load():
                            "uses PyTorch operators instead, which is slower on CPU. Set "
                            "%s=0 to silence this.", err, ENV_VAR)
             return None
-        lib.histn_head_forward.argtypes = [_f32, _i, _i, _i, _f32, _f32, _f32, _i, _f32,
-                                           _f32, _f32, ctypes.c_float, _i, _f32, _f32,
-                                           _f32, _f32, _f32, _f32, _i]
-        lib.histn_head_backward.argtypes = [_f32, _f32, _f32, _i, _i, _i, _f32, _f32, _f32,
-                                            _i, _f32, _f32, _f32, ctypes.c_float, _i, _f32,
-                                            _f32, _f32, _f32, _f32, _f32, _f32, _f32, _f32,
-                                            _f32, _i]
+        lib.histn_head_forward.argtypes = [_f32, _f32, _i, _i, _f32, _i, _i, _i, _f32, _f32,
+                                           _f32, _i, _f32, _f32, _f32, ctypes.c_float, _i,
+                                           _f32, _f32, _f32, _f32, _f32, _f32, _i]
+        lib.histn_head_backward.argtypes = [_f32, _f32, _i, _i, _f32, _f32, _f32, _i, _i, _i,
+                                            _f32, _f32, _f32, _i, _f32, _f32, _f32,
+                                            ctypes.c_float, _i, _f32, _f32, _f32, _f32,
+                                            _f32, _f32, _f32, _f32, _f32, _f32, _i]
         lib.histn_block_forward.argtypes = [_f32, _i, _i, _i, _f32, _f32, _i, _i, _f32, _f32,
                                             _f32, ctypes.c_float, _i, _f32, _f32, _f32,
                                             _f32, _f32, _i]
@@ -109,11 +109,17 @@ def available():
     return _load() is not None
 
 
-def supports(x, kernel_size):
-    """Whether :func:`head` can take input ``x`` (float32 on the CPU, sizes in range)."""
+def supports(x, kernel_size, first_kernel_size=1):
+    """Whether :func:`head` and :func:`block` can take input ``x``.
+
+    Float32 on the CPU, ``n_times + first_kernel_size - 1`` at most 4096, ``kernel_size``
+    at most 64 and shorter than ``n_times``; with a first filter (``first_kernel_size >
+    1``) ``x`` must not need a gradient. Builds the kernel on first call.
+    """
     return (x.device.type == "cpu" and x.dtype == torch.float32 and x.ndim == 3
-            and x.shape[-1] <= _MAX_TIMES and kernel_size <= _MAX_TAPS
-            and x.shape[-1] - kernel_size + 1 >= 2 and available())
+            and x.shape[-1] + first_kernel_size - 1 <= _MAX_TIMES
+            and kernel_size <= _MAX_TAPS and x.shape[-1] - kernel_size + 1 >= 2
+            and (first_kernel_size == 1 or not x.requires_grad) and available())
 
 
 def _p(t):
@@ -122,41 +128,49 @@ def _p(t):
 
 class _Head(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y1, g1, b1, w, g2, b2, mask, stats1, stats2, eps, training):
-        y1, w = y1.contiguous(), w.contiguous()
+    def forward(ctx, x, wt, g1, b1, w, g2, b2, mask, stats1, stats2, pt, eps, training):
+        x, w = x.contiguous(), w.contiguous()
+        wt = wt.contiguous() if wt is not None else None
         g1, b1, g2, b2 = (p.detach().contiguous() for p in (g1, b1, g2, b2))
         mask = mask.contiguous() if mask is not None else None
-        B, C, T = y1.shape
+        B, C, T = x.shape
         K = w.shape[1]
         T2 = T - K + 1
         mean1, var1 = (s.detach().clone().contiguous() for s in stats1)
         mean2, var2 = (s.detach().clone().contiguous() for s in stats2)
-        y2 = y1.new_empty(B, C, T2)
-        h = y1.new_empty(B, C, T2 // 2)
-        _lib.histn_head_forward(_p(y1), B, C, T, _p(g1), _p(b1), _p(w), K, _p(g2), _p(b2),
-                                _p(mask), eps, int(training), _p(mean1), _p(var1),
-                                _p(mean2), _p(var2), _p(y2), _p(h),
+        y1 = torch.empty_like(x) if wt is not None else x
+        y2 = x.new_empty(B, C, T2)
+        h = x.new_empty(B, C, T2 // 2)
+        kt = wt.shape[1] if wt is not None else 0
+        _lib.histn_head_forward(_p(x), _p(wt), kt, pt, _p(y1), B, C, T, _p(g1), _p(b1),
+                                _p(w), K, _p(g2), _p(b2), _p(mask), eps, int(training),
+                                _p(mean1), _p(var1), _p(mean2), _p(var2), _p(y2), _p(h),
                                 torch.get_num_threads())
-        ctx.save_for_backward(y1, y2, g1, b1, w, g2, b2, mask, mean1, var1, mean2, var2)
-        ctx.eps, ctx.training = eps, training
+        ctx.save_for_backward(x, wt, y1, y2, g1, b1, w, g2, b2, mask, mean1, var1, mean2,
+                              var2)
+        ctx.pt, ctx.eps, ctx.training = pt, eps, training
         ctx.mark_non_differentiable(mean1, var1, mean2, var2)
         return h, mean1, var1, mean2, var2
 
     @staticmethod
     def backward(ctx, dh, *_):
-        y1, y2, g1, b1, w, g2, b2, mask, mean1, var1, mean2, var2 = ctx.saved_tensors
-        B, C, T = y1.shape
+        x, wt, y1, y2, g1, b1, w, g2, b2, mask, mean1, var1, mean2, var2 = ctx.saved_tensors
+        B, C, T = x.shape
         K = w.shape[1]
         dh = dh.contiguous()
-        dy1 = torch.empty_like(y1)
+        dy1 = torch.empty_like(x)
         dg1, db1, dg2, db2 = (torch.empty_like(g1) for _ in range(4))
         dw = torch.empty_like(w)
-        _lib.histn_head_backward(_p(dh), _p(y1), _p(y2), B, C, T, _p(g1), _p(b1), _p(w), K,
-                                 _p(g2), _p(b2), _p(mask), ctx.eps, int(ctx.training),
-                                 _p(mean1), _p(var1), _p(mean2), _p(var2), _p(dy1),
-                                 _p(dg1), _p(db1), _p(dw), _p(dg2), _p(db2),
-                                 torch.get_num_threads())
-        return dy1, dg1, db1, dw, dg2, db2, None, None, None, None, None
+        dwt = torch.empty_like(wt) if wt is not None else None
+        kt = wt.shape[1] if wt is not None else 0
+        _lib.histn_head_backward(_p(dh), _p(x), kt, ctx.pt, _p(dwt), _p(y1), _p(y2), B, C,
+                                 T, _p(g1), _p(b1), _p(w), K, _p(g2), _p(b2), _p(mask),
+                                 ctx.eps, int(ctx.training), _p(mean1), _p(var1),
+                                 _p(mean2), _p(var2), _p(dy1), _p(dg1), _p(db1), _p(dw),
+                                 _p(dg2), _p(db2), torch.get_num_threads())
+        # with a first filter the input is data: its gradient is not computed
+        dx = dy1 if wt is None else None
+        return (dx, dwt, dg1, db1, dw, dg2, db2, None, None, None, None, None, None)
 
 
 @torch.no_grad()
@@ -167,13 +181,17 @@ def _update_running(bn, mean, var, n):
     bn.running_var.mul_(1.0 - m).add_(var, alpha=m * n / max(n - 1, 1))
 
 
-def head(y1, bn1, taps, bn2, mask=None):
+def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0):
     """``mask * avgpool2(ELU(bn2(taps(ELU(bn1(y1))))))`` in one native kernel.
+
+    ``y1`` is ``x``, or with ``kernels`` the per-channel "same" filter of ``x``:
+    ``y1[..., c, t] = sum_k kernels[c, k] x[..., c, t + k - pad_before]``.
 
     Parameters
     ----------
-    y1 : torch.Tensor, shape (batch, n_channels, n_times)
-        Output of the temporal convolution (float32, CPU).
+    x : torch.Tensor, shape (batch, n_channels, n_times)
+        Float32 on the CPU. With ``kernels``, the gradient with respect to ``x`` is not
+        computed (check :func:`supports`).
     bn1, bn2 : torch.nn.BatchNorm1d
         Used as PyTorch would in their current mode: batch statistics and a running-stat
         update in training, running statistics in evaluation.
@@ -181,6 +199,10 @@ def head(y1, bn1, taps, bn2, mask=None):
         Per-channel "valid" filter (cross-correlation).
     mask : torch.Tensor | None, shape (batch, n_channels, (n_times - kernel_size + 1) // 2)
         Dropout multipliers (0 or ``1 / (1 - p)``), or None.
+    kernels : torch.Tensor | None, shape (n_channels, n_taps)
+        The first filter, or None.
+    pad_before : int
+        Zeros before ``x`` for the first filter (``n_taps - 1 - pad_before`` after).
 
     Returns
     -------
@@ -193,13 +215,13 @@ def head(y1, bn1, taps, bn2, mask=None):
         stats1, stats2 = (bn1.running_mean, bn1.running_var), (bn2.running_mean,
                                                               bn2.running_var)
     else:
-        c = y1.shape[1]
-        stats1 = stats2 = (y1.new_empty(c), y1.new_empty(c))
-    h, mean1, var1, mean2, var2 = _Head.apply(y1, bn1.weight, bn1.bias, taps, bn2.weight,
-                                              bn2.bias, mask, stats1, stats2, bn1.eps,
-                                              training)
+        c = x.shape[1]
+        stats1 = stats2 = (x.new_empty(c), x.new_empty(c))
+    h, mean1, var1, mean2, var2 = _Head.apply(x, kernels, bn1.weight, bn1.bias, taps,
+                                              bn2.weight, bn2.bias, mask, stats1, stats2,
+                                              int(pad_before), bn1.eps, training)
     if training:
-        B, _, T = y1.shape
+        B, _, T = x.shape
         _update_running(bn1, mean1, var1, B * T)
         _update_running(bn2, mean2, var2, B * (T - taps.shape[1] + 1))
     return h
