@@ -33,6 +33,30 @@ def memo_no_grad(method):
     return wrapper
 
 
+class _Softmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = (x - x.amax(-1, keepdim=True)).exp_()
+        y /= y.sum(-1, keepdim=True)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return y * (grad - (grad * y).sum(-1, keepdim=True))
+
+
+def softmax(x):
+    """Softmax over the last axis, for the short rows of the attention layers.
+
+    Same values and gradients as ``torch.softmax(x, -1)`` (``-inf`` entries give 0), about
+    3x faster on CPU for rows of a few to a few tens of entries, where PyTorch's kernel
+    spends its time in per-row overhead.
+    """
+    return _Softmax.apply(x)
+
+
 def region_index(groups):
     """Validate a partition of channels; return the concatenated order and the sizes."""
     from ...exceptions import ParameterError

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ...utils._checks import check_number
+from ._blocks import softmax
 
 
 class GlobalCollapse(nn.Module):
@@ -46,7 +46,7 @@ class GlobalCollapse(nn.Module):
         -------
         g : torch.Tensor, shape (batch, 1, n_times)
         """
-        beta = torch.softmax(self.linear(y.mean(-1)), dim=-1)
+        beta = softmax(self.linear(y.mean(-1)))
         return beta.unsqueeze(-2) @ y
 
     def forward_mean(self, y_mean):
@@ -63,7 +63,7 @@ class GlobalCollapse(nn.Module):
         -------
         g_mean : torch.Tensor, shape (batch, 1)
         """
-        beta = torch.softmax(self.linear(y_mean), dim=-1)
+        beta = softmax(self.linear(y_mean))
         return (beta * y_mean).sum(-1, keepdim=True)
 
     def extra_repr(self):  # noqa: D102 (documented by nn.Module)

@@ -13,6 +13,7 @@ from ._blocks import (
     memo_no_grad,
     region_index,
     region_mask,
+    softmax,
 )
 
 
@@ -77,7 +78,7 @@ class RegionAttentionFusion(nn.Module):
             Zero outside each region; each row sums to 1.
         """
         logits = x_mean @ self.weight_matrix() + self.bias
-        return torch.softmax(logits.unsqueeze(-2) + self._neg, dim=-1)
+        return softmax(logits.unsqueeze(-2) + self._neg)
 
     def forward(self, x):
         """Fuse.
