@@ -36,15 +36,6 @@ def _dropout(x, p, training):
     return x * ((torch.rand_like(x) >= p).to(x.dtype) * (1.0 / (1.0 - p)))
 
 
-def _dropout_mask(y1, kernel_size, p, training):
-    """Return the multipliers of :func:`_dropout` for the pooled head of ``y1``, or None."""
-    if not training or p == 0.0:
-        return None
-    b, c, t = y1.shape
-    keep = torch.rand(b, c, (t - kernel_size + 1) // 2, dtype=y1.dtype) >= p
-    return keep.to(y1.dtype).mul_(1.0 / (1.0 - p))
-
-
 def _pool2(x):
     """Average pooling by 2 over the last axis (a trailing odd sample is dropped)."""
     n = x.shape[-1] // 2
@@ -193,10 +184,11 @@ class HiSTN(nn.Module):
         tc = self.temporal
         if self.native and tc.impl == "banded" and _native.supports(
                 x, self.electrode.kernel_size, tc.kernel_size):
+            drop = (_native.dropout_spec(self.dropout)
+                    if self.training and self.dropout > 0.0 else None)
             h = _native.head(x, self.bn1, self.electrode.weight, self.bn2,
-                             _dropout_mask(x, self.electrode.kernel_size, self.dropout,
-                                           self.training),
-                             kernels=tc.fused_kernels(), pad_before=tc.pad_before)
+                             kernels=tc.fused_kernels(), pad_before=tc.pad_before,
+                             dropout=drop)
         else:
             h = F.elu(self.bn1(tc(x)))
             h = F.elu(self.bn2(self.electrode(h)))

@@ -1,6 +1,7 @@
 """The fused native kernels against the PyTorch layers they replace (the oracle)."""
 
 import copy
+import functools
 import logging
 import shutil
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from physioemo.models import HiSTN
+from physioemo.models import HiSTN, histn
 from physioemo.models.histn import _bn, _pool2
 from physioemo.models.layers import _native
 from physioemo.models.layers._taps import depthwise_taps
@@ -54,10 +55,26 @@ def _close(a, b):
     torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5 * scale)
 
 
+def _spec_dropout(x, p, training):
+    """histn._dropout for the reference model: the head's mask drawn as the kernel draws it.
+
+    The kernel hashes element indices with two seeds that it takes from PyTorch's
+    generator; drawing the same spec here, from the same generator state, gives the
+    reference the same mask (and leaves the generator where the native path leaves it).
+    """
+    if not training or p == 0.0:
+        return x
+    if x.ndim == 3:  # the head's output; the classifier's dropout is 2-d
+        mask = _native.dropout_mask(x.numel(), _native.dropout_spec(p)).view(x.shape)
+        return x * mask
+    return histn._dropout.__wrapped__(x, p, training)
+
+
 @needs_native
 @pytest.mark.parametrize("graph,dropout,threads", [("G0", 0.5, 2), ("G1", 0.0, 1),
                                                     ("G2", 0.2, 2)])
-def test_training_steps_equal_the_pytorch_layers(graph, dropout, threads):
+def test_training_steps_equal_the_pytorch_layers(graph, dropout, threads, monkeypatch):
+    monkeypatch.setattr(histn, "_dropout", functools.wraps(histn._dropout)(_spec_dropout))
     torch.set_num_threads(threads)
     native, ref = _pair(graph, dropout)
     opts = [torch.optim.Adam(m.parameters(), 1e-2) for m in (native, ref)]
@@ -148,3 +165,39 @@ def test_disabled_by_environment(monkeypatch):
     monkeypatch.setenv(_native.ENV_VAR, "0")
     assert not _native.available()
     assert not _native.supports(torch.zeros(2, 14, 128), 5)
+
+
+@needs_native
+def test_kernel_dropout_rate_and_seeds():
+    spec = _native.dropout_spec(0.3, torch.Generator().manual_seed(0))
+    n = 200_000
+    mask = _native.dropout_mask(n, spec)
+    values = mask.unique().tolist()
+    assert values[0] == 0.0 and values[1:] == [pytest.approx(1 / 0.7)]
+    dropped = int((mask == 0).sum())
+    # binomial(n, 0.3): 5 standard deviations
+    assert abs(dropped - 0.3 * n) < 5 * (n * 0.3 * 0.7) ** 0.5
+    # neighbouring elements are independent: the 2x2 table of (kept_i, kept_i+1)
+    kept = (mask > 0).numpy()
+    both = (kept[:-1] & kept[1:]).mean()
+    assert abs(both - 0.49) < 0.01
+    again = _native.dropout_mask(n, _native.dropout_spec(0.3, torch.Generator().manual_seed(0)))
+    other = _native.dropout_mask(n, _native.dropout_spec(0.3, torch.Generator().manual_seed(1)))
+    assert torch.equal(mask, again) and not torch.equal(mask, other)
+
+
+@needs_native
+def test_head_kernel_draws_the_mask_it_reports():
+    torch.manual_seed(6)
+    x = torch.randn(4, 3, 40) * 5
+    w = torch.randn(3, 5, requires_grad=True)
+    spec = _native.dropout_spec(0.5)
+    bn1, bn2 = _bn(3), _bn(3)
+    drawn = _native.head(x, bn1, w, bn2, dropout=spec)
+    mask = _native.dropout_mask(drawn.numel(), spec).view(drawn.shape)
+    given = _native.head(x, copy.deepcopy(bn1), w, copy.deepcopy(bn2), mask=mask)
+    torch.testing.assert_close(drawn, given, rtol=0, atol=0)
+    assert (drawn == 0).float().mean() > 0.3  # the dropout did drop
+    g = torch.randn_like(drawn)
+    torch.testing.assert_close(torch.autograd.grad(drawn, w, g)[0],
+                               torch.autograd.grad(given, w, g)[0], rtol=0, atol=0)

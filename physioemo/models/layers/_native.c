@@ -120,6 +120,45 @@ static void conv_same_grad_row(const float *dy, int T, const float *xp, int K, d
     }
 }
 
+/* Dropout from a counter-based hash: element i of h is kept when the top 24 bits of
+ * mix32(mix32(i ^ seed0) + seed1) are >= thresh, and then scaled. The mask is never stored:
+ * the backward pass draws it again. drop = {seed0, seed1, thresh, bits of the scale}. */
+static inline uint32_t mix32(uint32_t x) {  /* "lowbias32" (C. Wellons) */
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
+static inline void drop_row(const uint32_t *drop, size_t first, int n, float *mk) {
+    float scale;
+    memcpy(&scale, drop + 3, sizeof scale);
+    uint32_t base = (uint32_t)first;
+    for (int j = 0; j < n; j++) {
+        uint32_t r = mix32(mix32((base + (uint32_t)j) ^ drop[0]) + drop[1]);
+        mk[j] = (r >> 8) >= drop[2] ? scale : 0.0f;
+    }
+}
+
+/* The multipliers of row o (T3 entries) into mk: from mask, from drop, or none (0). */
+static inline int row_mask(const float *mask, const uint32_t *drop, size_t o, int T3,
+                           float *mk) {
+    if (mask) {
+        memcpy(mk, mask + o * T3, sizeof(float) * T3);
+        return 1;
+    }
+    if (drop) {
+        drop_row(drop, o * T3, T3, mk);
+        return 1;
+    }
+    return 0;
+}
+
+/* The dropout multipliers of elements 0..n-1 (for tests and inspection). */
+void histn_dropout_mask(int n, const uint32_t *drop, float *out) { drop_row(drop, 0, n, out); }
+
 static void stats(const float *x, int B, int C, int T, int c, int stride_b, double *mean,
                   double *var) {
     double s = 0.0, ss = 0.0;
@@ -141,12 +180,13 @@ static void stats(const float *x, int B, int C, int T, int c, int stride_b, doub
 }
 
 /* Forward. mean/var: in training, outputs (batch statistics, biased variance); otherwise
- * inputs (running statistics). mask: (B, C, T3) multipliers (dropout, already scaled) or
- * NULL. y2 (B, C, T2) and h (B, C, T3) are outputs. */
+ * inputs (running statistics). Dropout: mask (B, C, T3) multipliers (already scaled), or
+ * drop (see mix32), or neither. y2 (B, C, T2) and h (B, C, T3) are outputs. */
 void histn_head_forward(const float *x, const float *wt, int Kt, int pt, float *y1, int B,
                         int C, int T, const float *g1, const float *b1, const float *w,
                         int K, const float *g2, const float *b2, const float *mask,
-                        float eps, int training, float *mean1, float *var1, float *mean2,
+                        const uint32_t *drop, float eps, int training, float *mean1,
+                        float *var1, float *mean2,
                         float *var2, float *y2, float *h, int nthreads) {
     int T2 = T - K + 1, T3 = T2 / 2;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -188,10 +228,8 @@ void histn_head_forward(const float *x, const float *wt, int Kt, int pt, float *
             bn_elu(y2 + o * T2, T2, sc2, sh2, u, e);
             float *out = h + o * T3;
             for (int j = 0; j < T3; j++) out[j] = 0.5f * (e[2 * j] + e[2 * j + 1]);
-            if (mask) {
-                const float *mk = mask + o * T3;
-                for (int j = 0; j < T3; j++) out[j] *= mk[j];
-            }
+            if (row_mask(mask, drop, o, T3, u))
+                for (int j = 0; j < T3; j++) out[j] *= u[j];
         }
     }
 }
@@ -212,8 +250,9 @@ static inline void row_du2(const float *dh, const float *mk, const float *y2row,
 void histn_head_backward(const float *dh, const float *x, int Kt, int pt, float *dwt,
                          const float *y1, const float *y2, int B, int C,
                          int T, const float *g1, const float *b1, const float *w, int K,
-                         const float *g2, const float *b2, const float *mask, float eps,
-                         int training, const float *mean1, const float *var1,
+                         const float *g2, const float *b2, const float *mask,
+                         const uint32_t *drop, float eps, int training, const float *mean1,
+                         const float *var1,
                          const float *mean2, const float *var2, float *dy1, float *dg1,
                          float *db1, float *dw, float *dg2, float *db2, int nthreads) {
     int T2 = T - K + 1, T3 = T2 / 2;
@@ -230,7 +269,8 @@ void histn_head_backward(const float *dh, const float *x, int Kt, int pt, float 
         for (int b = 0; b < B; b++) {
             size_t o = ((size_t)b * C + c);
             const float *y2row = y2 + o * T2;
-            row_du2(dh + o * T3, mask ? mask + o * T3 : NULL, y2row, T2, T3, sc2, sh2, du);
+            row_du2(dh + o * T3, row_mask(mask, drop, o, T3, e) ? e : NULL, y2row, T2, T3,
+                    sc2, sh2, du);
             float fs = 0.0f, fsx = 0.0f;
 #pragma omp simd reduction(+ : fs, fsx)
             for (int t = 0; t < T2; t++) {
@@ -251,7 +291,8 @@ void histn_head_backward(const float *dh, const float *x, int Kt, int pt, float 
         for (int b = 0; b < B; b++) {
             size_t o = ((size_t)b * C + c);
             const float *y2row = y2 + o * T2, *y1row = y1 + o * T;
-            row_du2(dh + o * T3, mask ? mask + o * T3 : NULL, y2row, T2, T3, sc2, sh2, du);
+            row_du2(dh + o * T3, row_mask(mask, drop, o, T3, e) ? e : NULL, y2row, T2, T3,
+                    sc2, sh2, du);
             for (int t = 0; t < T2; t++)
                 dy[t] = g2[c] * rs2 * (du[t] - k2a - (y2row[t] - m2) * k2b);
             bn_elu(y1row, T, sc1, sh1, u, e);

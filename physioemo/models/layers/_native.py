@@ -38,6 +38,7 @@ _lib = None
 _tried = False
 
 _f32 = ctypes.POINTER(ctypes.c_float)
+_u32 = ctypes.POINTER(ctypes.c_uint32)
 _i = ctypes.c_int
 
 
@@ -84,12 +85,13 @@ def _load():
                            "%s=0 to silence this.", err, ENV_VAR)
             return None
         lib.histn_head_forward.argtypes = [_f32, _f32, _i, _i, _f32, _i, _i, _i, _f32, _f32,
-                                           _f32, _i, _f32, _f32, _f32, ctypes.c_float, _i,
-                                           _f32, _f32, _f32, _f32, _f32, _f32, _i]
+                                           _f32, _i, _f32, _f32, _f32, _u32, ctypes.c_float,
+                                           _i, _f32, _f32, _f32, _f32, _f32, _f32, _i]
         lib.histn_head_backward.argtypes = [_f32, _f32, _i, _i, _f32, _f32, _f32, _i, _i, _i,
-                                            _f32, _f32, _f32, _i, _f32, _f32, _f32,
+                                            _f32, _f32, _f32, _i, _f32, _f32, _f32, _u32,
                                             ctypes.c_float, _i, _f32, _f32, _f32, _f32,
                                             _f32, _f32, _f32, _f32, _f32, _f32, _i]
+        lib.histn_dropout_mask.argtypes = [_i, _u32, _f32]
         lib.histn_block_forward.argtypes = [_f32, _i, _i, _i, _f32, _f32, _i, _i, _f32, _f32,
                                             _f32, ctypes.c_float, _i, _f32, _f32, _f32,
                                             _f32, _f32, _i]
@@ -98,7 +100,7 @@ def _load():
                                              _f32, _f32, ctypes.c_void_p, _f32, _f32, _f32,
                                              _f32, _f32, _f32, _i]
         for fn in ("histn_head_forward", "histn_head_backward", "histn_block_forward",
-                   "histn_block_backward"):
+                   "histn_block_backward", "histn_dropout_mask"):
             getattr(lib, fn).restype = None
         _lib = lib
         return lib
@@ -126,9 +128,46 @@ def _p(t):
     return ctypes.cast(t.data_ptr(), _f32) if t is not None else None
 
 
+def dropout_spec(p, generator=None):
+    """Draw a dropout for :func:`head`: two 32-bit seeds from PyTorch's generator.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability in [0, 1).
+    generator : torch.Generator | None
+        Source of the seeds (default: PyTorch's global generator, so ``torch.manual_seed``
+        makes runs repeatable).
+
+    Returns
+    -------
+    spec : ctypes array of 4 uint32
+        ``seed0, seed1``, the 24-bit keep threshold ``round(p * 2**24)`` and the bits of
+        the float32 scale ``1 / (1 - p)``.
+    """
+    seeds = torch.randint(0, 2 ** 32, (2,), dtype=torch.int64, generator=generator).tolist()
+    scale = ctypes.c_float(1.0 / (1.0 - p))
+    bits = ctypes.cast(ctypes.pointer(scale), _u32).contents.value
+    return (ctypes.c_uint32 * 4)(seeds[0], seeds[1], round(p * (1 << 24)), bits)
+
+
+def dropout_mask(n, spec):
+    """Return the multipliers (0 or ``1 / (1 - p)``) that ``spec`` gives elements 0..n-1.
+
+    Element ``i`` is the flat index in :func:`head`'s output ``(batch, n_channels,
+    n_out)``; a test and inspection aid (the kernel never stores the mask).
+    """
+    if not available():
+        raise RuntimeError("the native HiSTN kernel is unavailable; check available() first")
+    out = torch.empty(n)
+    _lib.histn_dropout_mask(n, spec, _p(out))
+    return out
+
+
 class _Head(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, wt, g1, b1, w, g2, b2, mask, stats1, stats2, pt, eps, training):
+    def forward(ctx, x, wt, g1, b1, w, g2, b2, mask, drop, stats1, stats2, pt, eps,
+                training):
         x, w = x.contiguous(), w.contiguous()
         wt = wt.contiguous() if wt is not None else None
         g1, b1, g2, b2 = (p.detach().contiguous() for p in (g1, b1, g2, b2))
@@ -143,12 +182,12 @@ class _Head(torch.autograd.Function):
         h = x.new_empty(B, C, T2 // 2)
         kt = wt.shape[1] if wt is not None else 0
         _lib.histn_head_forward(_p(x), _p(wt), kt, pt, _p(y1), B, C, T, _p(g1), _p(b1),
-                                _p(w), K, _p(g2), _p(b2), _p(mask), eps, int(training),
+                                _p(w), K, _p(g2), _p(b2), _p(mask), drop, eps, int(training),
                                 _p(mean1), _p(var1), _p(mean2), _p(var2), _p(y2), _p(h),
                                 torch.get_num_threads())
         ctx.save_for_backward(x, wt, y1, y2, g1, b1, w, g2, b2, mask, mean1, var1, mean2,
                               var2)
-        ctx.pt, ctx.eps, ctx.training = pt, eps, training
+        ctx.pt, ctx.eps, ctx.training, ctx.drop = pt, eps, training, drop
         ctx.mark_non_differentiable(mean1, var1, mean2, var2)
         return h, mean1, var1, mean2, var2
 
@@ -165,12 +204,12 @@ class _Head(torch.autograd.Function):
         kt = wt.shape[1] if wt is not None else 0
         _lib.histn_head_backward(_p(dh), _p(x), kt, ctx.pt, _p(dwt), _p(y1), _p(y2), B, C,
                                  T, _p(g1), _p(b1), _p(w), K, _p(g2), _p(b2), _p(mask),
-                                 ctx.eps, int(ctx.training), _p(mean1), _p(var1),
+                                 ctx.drop, ctx.eps, int(ctx.training), _p(mean1), _p(var1),
                                  _p(mean2), _p(var2), _p(dy1), _p(dg1), _p(db1), _p(dw),
                                  _p(dg2), _p(db2), torch.get_num_threads())
         # with a first filter the input is data: its gradient is not computed
         dx = dy1 if wt is None else None
-        return (dx, dwt, dg1, db1, dw, dg2, db2, None, None, None, None, None, None)
+        return (dx, dwt, dg1, db1, dw, dg2, db2, None, None, None, None, None, None, None)
 
 
 @torch.no_grad()
@@ -181,7 +220,7 @@ def _update_running(bn, mean, var, n):
     bn.running_var.mul_(1.0 - m).add_(var, alpha=m * n / max(n - 1, 1))
 
 
-def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0):
+def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0, dropout=None):
     """``mask * avgpool2(ELU(bn2(taps(ELU(bn1(y1))))))`` in one native kernel.
 
     ``y1`` is ``x``, or with ``kernels`` the per-channel "same" filter of ``x``:
@@ -199,6 +238,9 @@ def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0):
         Per-channel "valid" filter (cross-correlation).
     mask : torch.Tensor | None, shape (batch, n_channels, (n_times - kernel_size + 1) // 2)
         Dropout multipliers (0 or ``1 / (1 - p)``), or None.
+    dropout : ctypes array | None
+        Instead of ``mask``, a :func:`dropout_spec`: the kernel draws the mask itself (by
+        hashing each element's index with the spec's seeds) and never stores it.
     kernels : torch.Tensor | None, shape (n_channels, n_taps)
         The first filter, or None.
     pad_before : int
@@ -218,7 +260,8 @@ def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0):
         c = x.shape[1]
         stats1 = stats2 = (x.new_empty(c), x.new_empty(c))
     h, mean1, var1, mean2, var2 = _Head.apply(x, kernels, bn1.weight, bn1.bias, taps,
-                                              bn2.weight, bn2.bias, mask, stats1, stats2,
+                                              bn2.weight, bn2.bias, mask, dropout, stats1,
+                                              stats2,
                                               int(pad_before), bn1.eps, training)
     if training:
         B, _, T = x.shape
