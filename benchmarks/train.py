@@ -1,11 +1,15 @@
 """Benchmark HiSTN training and inference: physioemo's fused model vs the literal layers.
 
-Both models are the same physioemo HiSTN (graph G0, same initial weights); the peer runs the
-temporal head literally (conv2d with the 8 shared 64-tap kernels, then per-electrode mixing,
-as the Keras reference does) instead of the fused banded matmul. A training step is forward
-+ Gaussian-smoothed soft cross-entropy + backward + Adam + ``apply_constraints()``, batch
-256. The two are timed in alternating rounds in one process (the median round is reported)
-and their logits and gradients are compared.
+All models are the same physioemo HiSTN (graph G0, same initial weights). physioemo's runs
+on the CPU through its fused native kernels (:mod:`physioemo.models.layers._native`: the
+fused 64-tap filter, BatchNorm, ELU, taps, pooling and dropout in two C functions); the
+"PyTorch operators only" row is the same model with the kernel off (the fused banded matmul
+and PyTorch layers); the peer runs the temporal head literally (conv2d with the 8 shared
+64-tap kernels, then per-electrode mixing, as the Keras reference does) with PyTorch layers.
+A training step is forward + Gaussian-smoothed soft cross-entropy + backward + Adam +
+``apply_constraints()``, batch 256. The contenders are timed in alternating rounds in one
+process (the median round is reported) and physioemo's and the literal model's logits and
+gradients are compared.
 
 The TensorFlow/Keras reference cannot run here (no TensorFlow); its ~4,200 windows/s at batch
 256 with 2 threads (24.3 s per 423-step epoch) is the figure quoted in shared/peers.md,
@@ -196,6 +200,10 @@ def main(argv=None):
     literal = HiSTN(graph="G0", dropout=0.5).to(device)
     literal.load_state_dict(ours.state_dict())
     literal.temporal.impl = "literal"
+    literal.native = False
+    torch_ops = HiSTN(graph="G0", dropout=0.5).to(device)  # ours without the native kernel
+    torch_ops.load_state_dict(ours.state_dict())
+    torch_ops.native = False
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 14, 128, generator=gen).to(device)
     y = torch.randint(0, 5, (args.batch,), generator=gen)
@@ -217,8 +225,11 @@ def main(argv=None):
         for a, b in zip(grads["ours"][1], grads["literal"][1], strict=True))
 
     ours.train(), literal.train()
-    fns = {"physioemo HiSTN (fused banded head)": make_step(ours, x, q, args.adam),
+    fns = {"physioemo HiSTN": make_step(ours, x, q, args.adam),
            "literal conv2d head (same model)": make_step(literal, x, q, args.adam)}
+    if device.type == "cpu":
+        fns["physioemo HiSTN, PyTorch operators only (native kernel off)"] = make_step(
+            torch_ops, x, q, args.adam)
     if device.type == "cuda":  # what Trainer does on CUDA: the whole step as a CUDA graph
         from physioemo.training.trainer import _Step
 

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
+#include <omp.h>
 
 #define MAXT 4096 /* longest window (the padded input of the first filter included) */
 
@@ -351,7 +352,8 @@ void histn_head_backward(const float *dh, const float *x, int Kt, int pt, float 
  * h (B, C, T) -> m = M^T h (node Chebyshev filters) -> d = per-channel K-tap "same" filter
  * (p0 zeros before) -> y = W^T d (region pointwise mixing) -> a = ELU(BN3(y)); outputs the
  * time-means of a and h, (B, C) each. Matrices act on the channel axis:
- * m[j, t] = sum_i M[i, j] h[i, t]. One sample per thread step; per-thread sums. The
+ * m[j, t] = sum_i M[i, j] h[i, t]. One sample per thread step; per-thread sums, added in
+ * thread order. The
  * gradients of M and W are computed where `pattern` is non-zero (the entries that are
  * parameters; all when it is NULL) and are 0 elsewhere.
  */
@@ -399,16 +401,29 @@ static void taps_same(const float *m, const float *wd, int C, int T, int K, int 
     }
 }
 
+/* out[i] = sum over threads of parts[t * size + i], i in [from, to), in thread order: the
+ * same rounding on every run with the same thread count (a critical section would add in
+ * arrival order). */
+static void ordered_sum(const double *parts, int nparts, size_t size, size_t from, size_t to,
+                        double *out) {
+    for (size_t i = from; i < to; i++) {
+        double s = 0.0;
+        for (int t = 0; t < nparts; t++) s += parts[(size_t)t * size + i];
+        out[i] = s;
+    }
+}
+
 void histn_block_forward(const float *h, int B, int C, int T, const float *M,
                          const float *wd, int K, int p0, const float *W, const float *g3,
                          const float *b3, float eps, int training, float *mean3,
                          float *var3, float *y, float *a_mean, float *h_mean,
                          int nthreads) {
     double *sum = calloc((size_t)2 * C, sizeof(double));
+    double *parts = calloc((size_t)2 * C * nthreads, sizeof(double));
 #pragma omp parallel num_threads(nthreads)
     {
         float *m = malloc(sizeof(float) * 2 * C * T), *d = m + (size_t)C * T;
-        double *loc = calloc((size_t)2 * C, sizeof(double));
+        double *loc = parts + (size_t)2 * C * omp_get_thread_num();
 #pragma omp for schedule(static)
         for (int b = 0; b < B; b++) {
             const float *hb = h + (size_t)b * C * T;
@@ -430,9 +445,8 @@ void histn_block_forward(const float *h, int B, int C, int T, const float *M,
                 h_mean[(size_t)b * C + c] = sh / T;
             }
         }
-#pragma omp critical
-        for (int i = 0; i < 2 * C; i++) sum[i] += loc[i];
-#pragma omp barrier
+#pragma omp single
+        ordered_sum(parts, nthreads, (size_t)2 * C, 0, (size_t)2 * C, sum);
 #pragma omp single
         if (training) {
             for (int c = 0; c < C; c++) {
@@ -456,9 +470,9 @@ void histn_block_forward(const float *h, int B, int C, int T, const float *M,
             }
         }
         free(m);
-        free(loc);
     }
     free(sum);
+    free(parts);
 }
 
 void histn_block_backward(const float *da, const float *dhm, const float *h,
@@ -469,7 +483,8 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
                           float *dM, float *dwd, float *dW, float *dg3, float *db3,
                           int nthreads) {
     size_t CC = (size_t)C * C, CK = (size_t)C * K;
-    double *acc = calloc(2 * C + 2 * CC + CK, sizeof(double));
+    size_t size = 2 * C + 2 * CC + CK;
+    double *acc = calloc(size, sizeof(double)), *parts = calloc(size * nthreads, sizeof(double));
     float *sc = malloc(sizeof(float) * 4 * C), *sh = sc + C, *rs = sc + 2 * C;
     for (int c = 0; c < C; c++) {
         rs[c] = 1.0f / sqrtf(var3[c] + eps);
@@ -481,7 +496,7 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
     {
         float *m = malloc(sizeof(float) * 4 * C * T), *d = m + (size_t)C * T;
         float *dy = d + (size_t)C * T, *dm = dy + (size_t)C * T;
-        double *loc = calloc(2 * C + 2 * CC + CK, sizeof(double));
+        double *loc = parts + size * omp_get_thread_num();
         double *l_sdu = loc, *l_sdux = loc + C, *l_dM = loc + 2 * C, *l_dW = l_dM + CC;
         double *l_dwd = l_dW + CC;
 #pragma omp for schedule(static)
@@ -499,11 +514,9 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
                 l_sdux[c] += sx;
             }
         }
-#pragma omp critical
-        for (int c = 0; c < 2 * C; c++) acc[c] += loc[c];
-#pragma omp barrier
+#pragma omp single
+        ordered_sum(parts, nthreads, size, 0, (size_t)2 * C, acc);
         float n = (float)B * T;
-        for (int i = 0; i < 2 * C; i++) loc[i] = 0.0;
 #pragma omp for schedule(static)
         for (int b = 0; b < B; b++) {
             const float *hb = h + (size_t)b * C * T, *yb = y + (size_t)b * C * T;
@@ -568,11 +581,9 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
                 for (int t = 0; t < T; t++) r[t] += g;
             }
         }
-#pragma omp critical
-        for (size_t i = 2 * C; i < 2 * C + 2 * CC + CK; i++) acc[i] += loc[i];
         free(m);
-        free(loc);
     }
+    ordered_sum(parts, nthreads, size, 2 * C, size, acc);
     for (int c = 0; c < C; c++) {
         dg3[c] = (float)(acc[C + c] * rs[c]);
         db3[c] = (float)acc[c];
@@ -583,5 +594,6 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
     }
     for (size_t i = 0; i < CK; i++) dwd[i] = (float)acc[2 * C + 2 * CC + i];
     free(acc);
+    free(parts);
     free(sc);
 }
