@@ -143,6 +143,10 @@ class HiSTN(nn.Module):
         self.register_buffer("_block_pattern", torch.zeros(n_ch * n_ch, dtype=torch.bool)
                              .index_fill_(0, self._node_flat, True).view(n_ch, n_ch),
                              persistent=False)
+        region_of = torch.empty(n_ch, dtype=torch.int32)
+        for r, g in enumerate(groups):
+            region_of[g] = r
+        self.register_buffer("_region_of", region_of, persistent=False)
         self.separable = RegionSeparableConv(groups, kernel_size=5)
         self.bn3 = _bn(n_ch)
         self.fusion_h = RegionAttentionFusion(groups)
@@ -169,6 +173,33 @@ class HiSTN(nn.Module):
         return block_diag_scatter([f.filter_matrix() for f in self.node_cheb],
                                   self._node_flat, self.n_channels)
 
+    def _native_ok(self, x):
+        tc = self.temporal
+        return (self.native and tc.impl == "banded"
+                and _native.supports(x, self.electrode.kernel_size, tc.kernel_size))
+
+    def _node_means(self, x, native):
+        """Time-means of the node level's ``H`` and ``A``, each (batch, n_channels)."""
+        if native:
+            tc, sep = self.temporal, self.separable
+            drop = (_native.dropout_spec(self.dropout)
+                    if self.training and self.dropout > 0.0 else None)
+            h = _native.head(x, self.bn1, self.electrode.weight, self.bn2,
+                             kernels=tc.fused_kernels(), pad_before=tc.pad_before,
+                             dropout=drop)
+            a_mean, h_mean = _native.block(h, self.node_filter_matrix(), sep.depthwise,
+                                           sep.pad_before, sep.pointwise_matrix(), self.bn3,
+                                           self._block_pattern)
+            return h_mean, a_mean
+        # Part I
+        h = F.elu(self.bn1(self.temporal(x)))
+        h = F.elu(self.bn2(self.electrode(h)))
+        h = _dropout(_pool2(h), self.dropout, self.training)
+        # Part II: node level
+        m = self.node_filter_matrix().transpose(0, 1) @ h
+        a = F.elu(self.bn3(self.separable(m)))
+        return h.mean(-1), a.mean(-1)
+
     def features(self, x):
         """Return the 19 (G0) time-averaged features before the classifier's dropout.
 
@@ -180,30 +211,8 @@ class HiSTN(nn.Module):
         -------
         features : torch.Tensor, shape (batch, n_channels + n_regions + 1)
         """
-        # Part I
-        tc = self.temporal
-        if self.native and tc.impl == "banded" and _native.supports(
-                x, self.electrode.kernel_size, tc.kernel_size):
-            drop = (_native.dropout_spec(self.dropout)
-                    if self.training and self.dropout > 0.0 else None)
-            h = _native.head(x, self.bn1, self.electrode.weight, self.bn2,
-                             kernels=tc.fused_kernels(), pad_before=tc.pad_before,
-                             dropout=drop)
-        else:
-            h = F.elu(self.bn1(tc(x)))
-            h = F.elu(self.bn2(self.electrode(h)))
-            h = _dropout(_pool2(h), self.dropout, self.training)
-        # Part II: node level
-        if self.native and _native.supports(h, self.separable.kernel_size):
-            sep = self.separable
-            a_mean, h_mean = _native.block(h, self.node_filter_matrix(), sep.depthwise,
-                                           sep.pad_before, sep.pointwise_matrix(), self.bn3,
-                                           self._block_pattern)
-        else:
-            m = self.node_filter_matrix().transpose(0, 1) @ h
-            a = F.elu(self.bn3(self.separable(m)))
-            h_mean, a_mean = h.mean(-1), a.mean(-1)
-        # Past this point every operator is linear in time with weights computed from
+        h_mean, a_mean = self._node_means(x, self._native_ok(x))
+        # Past the node level every operator is linear in time with weights computed from
         # time-means, and the head only sees time-means, so the region and global levels
         # run on the (batch, channels) means: mean(N) = mean(H) + mean(A),
         # mean(Z) = F_a.forward_mean(mean(H)), ... (identical results, a third of the cost).
@@ -234,6 +243,13 @@ class HiSTN(nn.Module):
                 f"HiSTN input must have shape (batch, {self.n_channels}, {self.n_times}) "
                 f"(batch, n_channels, n_times), got {tuple(x.shape)}; window the data to "
                 f"{self.n_times} samples with channels on axis 1.")
+        if self._native_ok(x):  # the same computation in three native kernels
+            h_mean, a_mean = self._node_means(x, True)
+            drop = (_native.dropout_spec(self.dropout)
+                    if self.training and self.dropout > 0.0 else None)
+            return _native.tail(h_mean, a_mean, self._region_of, self.fusion_h,
+                                self.fusion_a, self.region_cheb.filter_matrix(),
+                                self.collapse_z, self.collapse_lat, self.classifier, drop)
         feats = _dropout(self.features(x), self.dropout, self.training)
         return self.classifier(feats)
 

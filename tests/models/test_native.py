@@ -1,7 +1,6 @@
 """The fused native kernels against the PyTorch layers they replace (the oracle)."""
 
 import copy
-import functools
 import logging
 import shutil
 
@@ -56,25 +55,22 @@ def _close(a, b):
 
 
 def _spec_dropout(x, p, training):
-    """histn._dropout for the reference model: the head's mask drawn as the kernel draws it.
+    """histn._dropout for the reference model: the masks drawn as the kernels draw them.
 
-    The kernel hashes element indices with two seeds that it takes from PyTorch's
-    generator; drawing the same spec here, from the same generator state, gives the
-    reference the same mask (and leaves the generator where the native path leaves it).
+    The kernels hash element indices with two seeds that they take from PyTorch's
+    generator (one draw for the head, one for the classifier's input); drawing the same
+    specs here, from the same generator state, gives the reference the same masks.
     """
     if not training or p == 0.0:
         return x
-    if x.ndim == 3:  # the head's output; the classifier's dropout is 2-d
-        mask = _native.dropout_mask(x.numel(), _native.dropout_spec(p)).view(x.shape)
-        return x * mask
-    return histn._dropout.__wrapped__(x, p, training)
+    return x * _native.dropout_mask(x.numel(), _native.dropout_spec(p)).view(x.shape)
 
 
 @needs_native
 @pytest.mark.parametrize("graph,dropout,threads", [("G0", 0.5, 2), ("G1", 0.0, 1),
                                                     ("G2", 0.2, 2)])
 def test_training_steps_equal_the_pytorch_layers(graph, dropout, threads, monkeypatch):
-    monkeypatch.setattr(histn, "_dropout", functools.wraps(histn._dropout)(_spec_dropout))
+    monkeypatch.setattr(histn, "_dropout", _spec_dropout)
     torch.set_num_threads(threads)
     native, ref = _pair(graph, dropout)
     opts = [torch.optim.Adam(m.parameters(), 1e-2) for m in (native, ref)]

@@ -597,3 +597,188 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
     free(parts);
     free(sc);
 }
+
+/* ---------------------------------------------------------------------------------------
+ * HiSTN's region and global levels and the classifier, on the time-means (B, C) of H and
+ * A, forward and backward, one sample per thread step (PyTorch spends ~100 small
+ * operations here). Per sample, with region(j) the region of channel j:
+ *   alpha = softmax within each region of (hm Wh + bh);  z[r] = sum_{j in r} alpha_j hm_j
+ *   (the same with am, Wa, ba gives zl);  rr = z P + zl;
+ *   g = sum_r softmax(Wz z + bz)_r z_r + sum_r softmax(Wl zl + bl)_r zl_r;
+ *   f = [hm + am, rr, g];  logits = Wc (f * dropout) + bc.
+ * saved (B, S) keeps per sample: alpha_h, alpha_a (C each), z, zl, beta_z, beta_l (R each),
+ * f, the dropout multipliers (F each); S = 2 C + 4 R + 2 F.
+ */
+
+typedef struct {
+    int C, R, O, F, S;
+    const int *reg;
+} tail_dims;
+
+/* attention fusion of one sample: alpha (C), z (R) from values v (C), W (C x C), b (C) */
+static void fuse(const tail_dims *d, const float *v, const float *W, const float *b,
+                 float *alpha, float *z) {
+    int C = d->C, R = d->R;
+    float mx[64];
+    for (int r = 0; r < R; r++) mx[r] = -INFINITY;
+    for (int j = 0; j < C; j++) {
+        float l = b[j];
+        for (int i = 0; i < C; i++) l += v[i] * W[(size_t)i * C + j];
+        alpha[j] = l;
+        if (l > mx[d->reg[j]]) mx[d->reg[j]] = l;
+    }
+    float sum[64];
+    for (int r = 0; r < R; r++) sum[r] = 0.0f, z[r] = 0.0f;
+    for (int j = 0; j < C; j++) {
+        alpha[j] = expf(alpha[j] - mx[d->reg[j]]);
+        sum[d->reg[j]] += alpha[j];
+    }
+    for (int j = 0; j < C; j++) {
+        alpha[j] /= sum[d->reg[j]];
+        z[d->reg[j]] += alpha[j] * v[j];
+    }
+}
+
+/* attention collapse of one sample: beta (R), returns g, from y (R), W (R x R, out x in) */
+static float collapse(int R, const float *y, const float *W, const float *b, float *beta) {
+    float mx = -INFINITY, s = 0.0f, g = 0.0f;
+    for (int k = 0; k < R; k++) {
+        float u = b[k];
+        for (int r = 0; r < R; r++) u += W[(size_t)k * R + r] * y[r];
+        beta[k] = u;
+        if (u > mx) mx = u;
+    }
+    for (int k = 0; k < R; k++) s += (beta[k] = expf(beta[k] - mx));
+    for (int k = 0; k < R; k++) g += (beta[k] /= s) * y[k];
+    return g;
+}
+
+void histn_tail_forward(const float *hm, const float *am, int B, int C, int R, int O,
+                        const int *reg, const float *Wh, const float *bh, const float *Wa,
+                        const float *ba, const float *P, const float *Wz, const float *bz,
+                        const float *Wl, const float *bl, const float *Wc, const float *bc,
+                        const uint32_t *drop, float *saved, float *logits, int nthreads) {
+    tail_dims d = {C, R, O, C + R + 1, 2 * C + 4 * R + 2 * (C + R + 1), reg};
+    int F = d.F;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int b = 0; b < B; b++) {
+        const float *h = hm + (size_t)b * C, *a = am + (size_t)b * C;
+        float *s = saved + (size_t)b * d.S;
+        float *ah = s, *aa = ah + C, *z = aa + C, *zl = z + R, *bz_ = zl + R, *bl_ = bz_ + R;
+        float *f = bl_ + R, *mk = f + F;
+        fuse(&d, h, Wh, bh, ah, z);
+        fuse(&d, a, Wa, ba, aa, zl);
+        for (int j = 0; j < C; j++) f[j] = h[j] + a[j];
+        for (int q = 0; q < R; q++) {
+            float v = zl[q];
+            for (int r = 0; r < R; r++) v += z[r] * P[(size_t)r * R + q];
+            f[C + q] = v;
+        }
+        f[C + R] = collapse(R, z, Wz, bz, bz_) + collapse(R, zl, Wl, bl, bl_);
+        if (drop)
+            drop_row(drop, (size_t)b * F, F, mk);
+        else
+            for (int k = 0; k < F; k++) mk[k] = 1.0f;
+        float *out = logits + (size_t)b * O;
+        for (int o = 0; o < O; o++) {
+            float v = bc[o];
+            for (int k = 0; k < F; k++) v += Wc[(size_t)o * F + k] * f[k] * mk[k];
+            out[o] = v;
+        }
+    }
+}
+
+/* backward of collapse: adds to dy (R), dW (R x R), db (R) from dg */
+static void collapse_back(int R, const float *y, const float *beta, float g, float dg,
+                          const float *W, float *dy, double *dW, double *db) {
+    for (int k = 0; k < R; k++) {
+        float du = beta[k] * dg * (y[k] - g);
+        dy[k] += beta[k] * dg;
+        db[k] += du;
+        for (int r = 0; r < R; r++) {
+            dy[r] += W[(size_t)k * R + r] * du;
+            dW[(size_t)k * R + r] += du * y[r];
+        }
+    }
+}
+
+/* backward of fuse: adds to dv (C), dW (C x C), db (C) from dz (R) */
+static void fuse_back(const tail_dims *d, const float *v, const float *alpha, const float *z,
+                      const float *dz, const float *W, float *dv, double *dW, double *db) {
+    int C = d->C;
+    float dl[64];
+    for (int j = 0; j < C; j++) {
+        int r = d->reg[j];
+        dv[j] += alpha[j] * dz[r];
+        dl[j] = alpha[j] * dz[r] * (v[j] - z[r]);
+        db[j] += dl[j];
+    }
+    for (int i = 0; i < C; i++) {
+        float s = 0.0f;
+        for (int j = 0; j < C; j++) {
+            s += W[(size_t)i * C + j] * dl[j];
+            dW[(size_t)i * C + j] += v[i] * dl[j];
+        }
+        dv[i] += s;
+    }
+}
+
+/* Gradients: dhm, dam (B, C); parameters in one array of doubles summed over samples,
+ * in this order: Wh (C C), bh (C), Wa (C C), ba (C), P (R R), Wz (R R), bz (R), Wl (R R),
+ * bl (R), Wc (O F), bc (O), written as floats to grads. */
+void histn_tail_backward(const float *dlogits, const float *hm, const float *am, int B,
+                         int C, int R, int O, const int *reg, const float *Wh,
+                         const float *Wa, const float *P, const float *Wz, const float *Wl,
+                         const float *Wc, const float *saved, float *dhm, float *dam,
+                         float *grads, int nthreads) {
+    tail_dims d = {C, R, O, C + R + 1, 2 * C + 4 * R + 2 * (C + R + 1), reg};
+    int F = d.F;
+    size_t CC = (size_t)C * C, RR = (size_t)R * R;
+    size_t o_bh = CC, o_Wa = o_bh + C, o_ba = o_Wa + CC, o_P = o_ba + C, o_Wz = o_P + RR;
+    size_t o_bz = o_Wz + RR, o_Wl = o_bz + R, o_bl = o_Wl + RR, o_Wc = o_bl + R;
+    size_t o_bc = o_Wc + (size_t)O * F, size = o_bc + O;
+    double *parts = calloc(size * nthreads, sizeof(double)), *acc = malloc(size * sizeof(double));
+#pragma omp parallel num_threads(nthreads)
+    {
+        double *g = parts + size * omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *h = hm + (size_t)b * C, *a = am + (size_t)b * C;
+            const float *s = saved + (size_t)b * d.S, *dlog = dlogits + (size_t)b * O;
+            const float *ah = s, *aa = ah + C, *z = aa + C, *zl = z + R, *bz_ = zl + R;
+            const float *bl_ = bz_ + R, *f = bl_ + R, *mk = f + F;
+            float df[192], dz[64], dzl[64];
+            for (int k = 0; k < F; k++) df[k] = 0.0f;
+            for (int o = 0; o < O; o++) {
+                g[o_bc + o] += dlog[o];
+                for (int k = 0; k < F; k++) {
+                    g[o_Wc + (size_t)o * F + k] += dlog[o] * f[k] * mk[k];
+                    df[k] += Wc[(size_t)o * F + k] * dlog[o];
+                }
+            }
+            for (int k = 0; k < F; k++) df[k] *= mk[k];
+            float *dh = dhm + (size_t)b * C, *da = dam + (size_t)b * C;
+            for (int j = 0; j < C; j++) dh[j] = da[j] = df[j];
+            const float *drr = df + C;
+            for (int r = 0; r < R; r++) {
+                float v = 0.0f;
+                for (int q = 0; q < R; q++) {
+                    v += P[(size_t)r * R + q] * drr[q];
+                    g[o_P + (size_t)r * R + q] += z[r] * drr[q];
+                }
+                dz[r] = v;
+                dzl[r] = drr[r];
+            }
+            float dg = df[C + R], gz = 0.0f, gl = 0.0f;
+            for (int r = 0; r < R; r++) gz += bz_[r] * z[r], gl += bl_[r] * zl[r];
+            collapse_back(R, z, bz_, gz, dg, Wz, dz, g + o_Wz, g + o_bz);
+            collapse_back(R, zl, bl_, gl, dg, Wl, dzl, g + o_Wl, g + o_bl);
+            fuse_back(&d, h, ah, z, dz, Wh, dh, g, g + o_bh);
+            fuse_back(&d, a, aa, zl, dzl, Wa, da, g + o_Wa, g + o_ba);
+        }
+    }
+    ordered_sum(parts, nthreads, size, 0, size, acc);
+    for (size_t i = 0; i < size; i++) grads[i] = (float)acc[i];
+    free(parts);
+    free(acc);
+}

@@ -33,6 +33,7 @@ _SOURCE = Path(__file__).with_name("_native.c")
 _FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=256", "-fopenmp", "-fno-math-errno",
           "-fno-trapping-math", "-shared", "-fPIC"]
 _MAX_TIMES, _MAX_TAPS = 4096, 64  # MAXT in _native.c; the taps' gradient buffer
+_MAX_CHANNELS = 64  # the tail's per-sample buffers (regions <= channels)
 _lock = threading.Lock()
 _lib = None
 _tried = False
@@ -99,8 +100,14 @@ def _load():
                                              _i, _i, _f32, _f32, _f32, ctypes.c_float, _i,
                                              _f32, _f32, ctypes.c_void_p, _f32, _f32, _f32,
                                              _f32, _f32, _f32, _i]
+        _ip = ctypes.POINTER(ctypes.c_int)
+        lib.histn_tail_forward.argtypes = [_f32, _f32, _i, _i, _i, _i, _ip] + [_f32] * 11 + [
+            _u32, _f32, _f32, _i]
+        lib.histn_tail_backward.argtypes = [_f32, _f32, _f32, _i, _i, _i, _i, _ip] + [
+            _f32] * 10 + [_i]
         for fn in ("histn_head_forward", "histn_head_backward", "histn_block_forward",
-                   "histn_block_backward", "histn_dropout_mask"):
+                   "histn_block_backward", "histn_dropout_mask", "histn_tail_forward",
+                   "histn_tail_backward"):
             getattr(lib, fn).restype = None
         _lib = lib
         return lib
@@ -114,12 +121,13 @@ def available():
 def supports(x, kernel_size, first_kernel_size=1):
     """Whether :func:`head` and :func:`block` can take input ``x``.
 
-    Float32 on the CPU, ``n_times + first_kernel_size - 1`` at most 4096, ``kernel_size``
+    Float32 on the CPU, at most 64 channels, ``n_times + first_kernel_size - 1`` at most
+    4096, ``kernel_size``
     at most 64 and shorter than ``n_times``; with a first filter (``first_kernel_size >
     1``) ``x`` must not need a gradient. Builds the kernel on first call.
     """
     return (x.device.type == "cpu" and x.dtype == torch.float32 and x.ndim == 3
-            and x.shape[-1] + first_kernel_size - 1 <= _MAX_TIMES
+            and x.shape[1] <= _MAX_CHANNELS and x.shape[-1] + first_kernel_size - 1 <= _MAX_TIMES
             and kernel_size <= _MAX_TAPS and x.shape[-1] - kernel_size + 1 >= 2
             and (first_kernel_size == 1 or not x.requires_grad) and available())
 
@@ -343,3 +351,70 @@ def block(h, M, taps, pad_before, W, bn3, pattern=None):
     if training:
         _update_running(bn3, mean3, var3, h.shape[0] * h.shape[2])
     return a_mean, h_mean
+
+
+class _Tail(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hm, am, Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc, reg, drop):
+        hm, am = hm.contiguous(), am.contiguous()
+        params = [t.detach().contiguous() for t in (Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc)]
+        B, C = hm.shape
+        R, n_out = P.shape[0], Wc.shape[0]
+        n_feat = C + R + 1
+        saved = hm.new_empty(B, 2 * C + 4 * R + 2 * n_feat)
+        logits = hm.new_empty(B, n_out)
+        _lib.histn_tail_forward(_p(hm), _p(am), B, C, R, n_out, _pi(reg), *map(_p, params), drop,
+                                _p(saved), _p(logits), torch.get_num_threads())
+        ctx.save_for_backward(hm, am, saved, reg, *params)
+        return logits
+
+    @staticmethod
+    def backward(ctx, dlogits):
+        hm, am, saved, reg, Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc = ctx.saved_tensors
+        B, C = hm.shape
+        R, n_out = P.shape[0], Wc.shape[0]
+        shapes = [t.shape for t in (Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc)]
+        grads = hm.new_empty(sum(s.numel() for s in shapes))
+        dhm, dam = torch.empty_like(hm), torch.empty_like(am)
+        _lib.histn_tail_backward(_p(dlogits.contiguous()), _p(hm), _p(am), B, C, R, n_out,
+                                 _pi(reg), _p(Wh), _p(Wa), _p(P), _p(Wz), _p(Wl), _p(Wc),
+                                 _p(saved), _p(dhm), _p(dam), _p(grads),
+                                 torch.get_num_threads())
+        parts = [g.view(s) for g, s in zip(grads.split([s.numel() for s in shapes]), shapes,
+                                           strict=True)]
+        return (dhm, dam, *parts, None, None)
+
+
+def _pi(t):
+    return ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_int))
+
+
+def tail(h_mean, a_mean, region_of, fusion_h, fusion_a, region_filter, collapse_z,
+         collapse_lat, classifier, dropout=None):
+    """HiSTN's region and global levels and classifier on the time-means, natively.
+
+    Parameters
+    ----------
+    h_mean, a_mean : torch.Tensor, shape (batch, n_channels)
+        Time-means of the node level's ``H`` and ``A`` (from :func:`block`).
+    region_of : torch.Tensor of int32, shape (n_channels,)
+        Region of each channel (the regions of both fusions).
+    fusion_h, fusion_a : RegionAttentionFusion
+    region_filter : torch.Tensor, shape (n_regions, n_regions)
+        The region graph's filter matrix ``P`` (``r = z P + z_lat``).
+    collapse_z, collapse_lat : GlobalCollapse
+    classifier : torch.nn.Linear
+    dropout : ctypes array | None
+        A :func:`dropout_spec` for the features before the classifier, or None.
+
+    Returns
+    -------
+    logits : torch.Tensor, shape (batch, n_outputs)
+    """
+    if not available():
+        raise RuntimeError("the native HiSTN kernel is unavailable; check available() first")
+    return _Tail.apply(h_mean, a_mean, fusion_h.weight_matrix(), fusion_h.bias,
+                       fusion_a.weight_matrix(), fusion_a.bias, region_filter,
+                       collapse_z.linear.weight, collapse_z.linear.bias,
+                       collapse_lat.linear.weight, collapse_lat.linear.bias, classifier.weight,
+                       classifier.bias, region_of, dropout)
