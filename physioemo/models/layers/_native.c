@@ -54,6 +54,30 @@ static inline float elu_grad(float u) { return u > 0.0f ? 1.0f : exp_neg(u); }
 typedef float v8 __attribute__((vector_size(32)));
 static inline v8 ld8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 static inline void st8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+typedef int v8i __attribute__((vector_size(32)));
+
+/* out[j] = 0.5 (e[2 j] + e[2 j + 1]), j < n (average pooling by 2) */
+static inline void pool2(const float *e, int n, float *out) {
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        v8 a = ld8(e + 2 * j), b = ld8(e + 2 * j + 8);
+        v8 ev = __builtin_shuffle(a, b, (v8i){0, 2, 4, 6, 8, 10, 12, 14});
+        v8 od = __builtin_shuffle(a, b, (v8i){1, 3, 5, 7, 9, 11, 13, 15});
+        st8(out + j, (ev + od) * 0.5f);
+    }
+    for (; j < n; j++) out[j] = 0.5f * (e[2 * j] + e[2 * j + 1]);
+}
+
+/* out[2 j] = out[2 j + 1] = g[j], j < n (the transpose of pool2, without the 0.5) */
+static inline void unpool2(const float *g, int n, float *out) {
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        v8 a = ld8(g + j);
+        st8(out + 2 * j, __builtin_shuffle(a, (v8i){0, 0, 1, 1, 2, 2, 3, 3}));
+        st8(out + 2 * j + 8, __builtin_shuffle(a, (v8i){4, 4, 5, 5, 6, 6, 7, 7}));
+    }
+    for (; j < n; j++) out[2 * j] = out[2 * j + 1] = g[j];
+}
 
 /* y[t] = sum_k w[k] x[t + k - p] with zeros outside 0..T-1 ("same" cross-correlation);
  * xp is scratch of T + K - 1 floats. 64 outputs at a time in 8 vector registers. */
@@ -228,7 +252,7 @@ void histn_head_forward(const float *x, const float *wt, int Kt, int pt, float *
             size_t o = ((size_t)b * C + c);
             bn_elu(y2 + o * T2, T2, sc2, sh2, u, e);
             float *out = h + o * T3;
-            for (int j = 0; j < T3; j++) out[j] = 0.5f * (e[2 * j] + e[2 * j + 1]);
+            pool2(e, T3, out);
             if (row_mask(mask, drop, o, T3, u))
                 for (int j = 0; j < T3; j++) out[j] *= u[j];
         }
@@ -236,13 +260,15 @@ void histn_head_forward(const float *x, const float *wt, int Kt, int pt, float *
 }
 
 /* dL/du2 of one row from dL/dh: through the mask, the pooling and ELU2. */
-static inline void row_du2(const float *dh, const float *mk, const float *y2row, int T2,
+static inline void row_du2(const float *dh, float *mk, const float *y2row, int T2,
                            int T3, float sc2, float sh2, float *du2) {
-    for (int j = 0; j < T3; j++) {
-        float g = 0.5f * dh[j] * (mk ? mk[j] : 1.0f);
-        du2[2 * j] = g;
-        du2[2 * j + 1] = g;
-    }
+    /* mk: the row's multipliers, or NULL; overwritten */
+    float g[MAXT];
+    if (mk)
+        for (int j = 0; j < T3; j++) g[j] = 0.5f * dh[j] * mk[j];
+    else
+        for (int j = 0; j < T3; j++) g[j] = 0.5f * dh[j];
+    unpool2(g, T3, du2);
     for (int t = 2 * T3; t < T2; t++) du2[t] = 0.0f;  /* sample dropped by the pooling */
     for (int t = 0; t < T2; t++) du2[t] *= elu_grad(y2row[t] * sc2 + sh2);
 }
@@ -257,9 +283,12 @@ void histn_head_backward(const float *dh, const float *x, int Kt, int pt, float 
                          const float *mean2, const float *var2, float *dy1, float *dg1,
                          float *db1, float *dw, float *dg2, float *db2, int nthreads) {
     int T2 = T - K + 1, T3 = T2 / 2;
-#pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel num_threads(nthreads)
+    {
+    float *du2s = malloc(sizeof(float) * (size_t)B * T2);  /* dL/du2 of one channel */
+#pragma omp for schedule(static)
     for (int c = 0; c < C; c++) {
-        float u[MAXT], e[MAXT], du[MAXT], dy[MAXT];
+        float u[MAXT], e[MAXT], dy[MAXT];
         float rs1 = 1.0f / sqrtf(var1[c] + eps), rs2 = 1.0f / sqrtf(var2[c] + eps);
         float sc1 = g1[c] * rs1, sh1 = b1[c] - mean1[c] * sc1;
         float sc2 = g2[c] * rs2, sh2 = b2[c] - mean2[c] * sc2;
@@ -270,6 +299,7 @@ void histn_head_backward(const float *dh, const float *x, int Kt, int pt, float 
         for (int b = 0; b < B; b++) {
             size_t o = ((size_t)b * C + c);
             const float *y2row = y2 + o * T2;
+            float *du = du2s + (size_t)b * T2;
             row_du2(dh + o * T3, row_mask(mask, drop, o, T3, e) ? e : NULL, y2row, T2, T3,
                     sc2, sh2, du);
             float fs = 0.0f, fsx = 0.0f;
@@ -292,8 +322,7 @@ void histn_head_backward(const float *dh, const float *x, int Kt, int pt, float 
         for (int b = 0; b < B; b++) {
             size_t o = ((size_t)b * C + c);
             const float *y2row = y2 + o * T2, *y1row = y1 + o * T;
-            row_du2(dh + o * T3, row_mask(mask, drop, o, T3, e) ? e : NULL, y2row, T2, T3,
-                    sc2, sh2, du);
+            const float *du = du2s + (size_t)b * T2;
             for (int t = 0; t < T2; t++)
                 dy[t] = g2[c] * rs2 * (du[t] - k2a - (y2row[t] - m2) * k2b);
             bn_elu(y1row, T, sc1, sh1, u, e);
@@ -343,6 +372,8 @@ void histn_head_backward(const float *dh, const float *x, int Kt, int pt, float 
         }
         if (dwt)
             for (int k = 0; k < Kt; k++) dwt[(size_t)c * Kt + k] = (float)dwt_c[k];
+    }
+    free(du2s);
     }
 }
 
