@@ -75,7 +75,8 @@ def add_arguments(parser):
     parser.add_argument("--sigma", type=float, help="Gaussian smoothing width (default: 0.5)")
     parser.add_argument("--graph", choices=("G0", "G1", "G2"), help="region graph (default: G0)")
     parser.add_argument("--jobs", type=int, metavar="K",
-                        help="subjects in parallel processes (default: 1)")
+                        help="parallel processes, on subjects and (sd, sd-strict) on their "
+                             "folds (default: 1)")
     parser.add_argument("--threads", type=int, metavar="T",
                         help="torch threads per process (default: cores // jobs)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cpu")

@@ -3,9 +3,10 @@
 :func:`run_protocol` runs one protocol for one emotion dimension over a set of subjects and
 writes one JSON line per (subject, fold) to ``out_dir/results.jsonl`` as soon as the fold is
 done. A rerun with the same ``out_dir`` and settings skips finished folds; a rerun with
-different settings is refused. Subjects run in parallel processes with ``n_jobs > 1``; every
-random choice is seeded from ``(seed, subject, fold)``, so the results do not depend on
-``n_jobs`` (bit-identical when each process uses the same number of torch threads).
+different settings is refused. Subjects (and, for ``sd``/``sd-strict``, their folds) run in
+parallel processes with ``n_jobs > 1``; every random choice is seeded from ``(seed, subject,
+fold)``, so the results do not depend on ``n_jobs`` (bit-identical when each process uses
+the same number of torch threads).
 
 Protocols (recipes in :data:`RECIPES`):
 
@@ -330,8 +331,26 @@ def _score(trainer, test, n_classes):
             time.perf_counter() - t0)
 
 
-def _subject_folds(ctx, subject):
-    """Train and test every fold of one subject; write each record as it is done."""
+def _work_units(name, recipe, subjects, folds, n_jobs):
+    """Return the jobs' work: ``(subject, folds or None)`` pairs.
+
+    Whole subjects, or for ``sd`` and ``sd-strict`` with several jobs single folds: the
+    folds of a subject are independent (each starts from the subject's initial weights with
+    its own seed), so sharing them out lets one subject use every job.
+    """
+    if n_jobs == 1 or name not in ("sd", "sd-strict"):
+        return [(s, None) for s in subjects]
+    n_folds = recipe["n_blocks"] if name == "sd" else recipe["n_splits"]
+    return [(s, [f]) for s in subjects for f in (range(n_folds) if folds is None else folds)]
+
+
+def _subject_folds(ctx, subject, only_folds=None):
+    """Train and test every fold of one subject; write each record as it is done.
+
+    ``only_folds`` (subject-dependent protocols) runs just those folds, as one of several
+    processes that share a subject's folds; the subject's checkpoint is then written by
+    the process that runs its last fold, as a single process would.
+    """
     import torch
 
     from ..training.trainer import Trainer, WindowSet
@@ -365,7 +384,8 @@ def _subject_folds(ctx, subject):
             splitter = ClipKFold(recipe["n_splits"], True, derive_seed(p["seed"], num, 1))
             n_folds = recipe["n_splits"]
             clip_folds = list(splitter.split_clips(n_clips))
-        folds = range(n_folds) if p["folds"] is None else p["folds"]
+        all_folds = list(range(n_folds) if p["folds"] is None else p["folds"])
+        folds = all_folds if only_folds is None else only_folds
         epochs = p["epochs"] or recipe["epochs"]
         lr = scale_schedule(recipe["lr"], recipe["epochs"], epochs)
         for fold in folds:
@@ -405,7 +425,8 @@ def _subject_folds(ctx, subject):
             records.append(rec)
             if store is not None:
                 store.append(rec)
-            last_model = (model, fold)
+            if fold == all_folds[-1]:
+                last_model = (model, fold)
     else:
         fold = 0
         if (num, fold) in done:
@@ -554,7 +575,8 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
         Where ``results.jsonl``, ``settings.json`` and ``checkpoints/`` go; ``None`` keeps
         results in memory only (no resume).
     n_jobs : int
-        Subjects processed in parallel (processes).
+        Processes working in parallel: on subjects, and for ``sd``/``sd-strict`` on the
+        folds of each subject (so one subject also uses every process).
     n_threads : int | None
         torch threads per process; ``None`` means ``cpu_count // n_jobs`` (at least 1).
     device : {"cpu", "cuda"}
@@ -664,17 +686,17 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
            "ch_names": EEG_CHANNELS, "numbers": numbers,
            "pairs": (dict((t, pre) for pre, t in one_on_one_pairs(n_subjects))
                      if n_subjects > 1 else {})}
-    todo = [s for s in subjects]
+    todo = _work_units(name, recipe, subjects, folds, n_jobs)
     logger.info("protocol %s, %s, %d subject(s), %d job(s) x %d thread(s)", name, dimension,
-                len(todo), n_jobs, n_threads)
+                len(subjects), n_jobs, n_threads)
     t0 = time.perf_counter()
     if n_jobs == 1 or len(todo) <= 1:
-        new = [r for s in todo for r in _subject_folds(ctx, s)]
+        new = [r for s, f in todo for r in _subject_folds(ctx, s, f)]
     else:
         from joblib import Parallel, delayed
 
         parts = Parallel(n_jobs=min(n_jobs, len(todo)), backend="loky")(
-            delayed(_subject_folds)(ctx, s) for s in todo)
+            delayed(_subject_folds)(ctx, s, f) for s, f in todo)
         new = [r for part in parts for r in part]
     logger.info("protocol %s finished in %.1f s", name, time.perf_counter() - t0)
     if out_dir is None:

@@ -161,6 +161,40 @@ def test_results_do_not_depend_on_n_jobs(tiny_data, tmp_path):
     assert sorted(x["subject"] for x in lines) == [1, 3]
 
 
+def test_work_units():
+    from physioemo.evaluation.protocols import RECIPES, _work_units
+
+    sd = RECIPES["sd"]
+    assert _work_units("sd", sd, [0, 2], None, 1) == [(0, None), (2, None)]
+    assert _work_units("sd", sd, [4], None, 2) == [(4, [f]) for f in range(10)]
+    assert _work_units("sd", sd, [0, 1], [3, 1], 3) == [(0, [3]), (0, [1]), (1, [3]),
+                                                        (1, [1])]
+    strict = RECIPES["sd-strict"]
+    assert len(_work_units("sd-strict", strict, [0], None, 2)) == strict["n_splits"]
+    assert _work_units("reston1", RECIPES["reston1"], [0, 1], None, 2) == [(0, None),
+                                                                         (1, None)]
+
+
+@pytest.mark.slow
+def test_one_subjects_folds_shared_by_jobs(tiny_data, tmp_path):
+    # sd with n_jobs > 1 also spreads a subject's folds over the processes: same records,
+    # and the checkpoint is still the one of the subject's last fold
+    from physioemo.models import load_checkpoint
+
+    data, labels = tiny_data
+    kw = dict(subjects=[1], folds=[3, 1], **{**FAST, "model_fn": None})  # checkpoints: HiSTN
+    one = run_protocol("sd", data, labels, n_jobs=1, out_dir=tmp_path / "1", **kw)
+    two = run_protocol("sd", data, labels, n_jobs=2, out_dir=tmp_path / "2", **kw)
+    assert [r["fold"] for r in two] == [1, 3]
+    for a, b in zip(one, two, strict=True):
+        assert a["metrics"] == b["metrics"] and a["curve"] == b["curve"]
+    ckpts = [load_checkpoint(tmp_path / d / "checkpoints" / "subject02.pt")
+             for d in ("1", "2")]
+    assert ckpts[0][1]["fold"] == ckpts[1][1]["fold"] == 1  # the last fold run, as given
+    for k, v in ckpts[0][0].state_dict().items():
+        assert torch.equal(v, ckpts[1][0].state_dict()[k]), k
+
+
 def test_bad_inputs(tiny_data):
     data, labels = tiny_data
     with pytest.raises(ParameterError, match="name='loso' is not a valid option"):
