@@ -144,13 +144,23 @@ def multiprocess_wps(n_workers, batch, n_steps):
     return batch * sum(rates)
 
 
-def protocol_epoch(device, threads, epochs=1):
-    """Wall time of real ``sd`` training epochs through :func:`run_protocol` (fold 0).
+def protocol_epoch(device, threads, epochs=1, n_jobs=1):
+    """Wall time of real ``sd`` training epochs through :func:`run_protocol`.
 
     One subject of a generated DREAMER-format file with DREAMER's clip lengths, the full
     recipe (batch 256, 423 class-balanced steps per epoch, validation and test passes),
-    ``epochs`` epochs of fold 0: what a user's run spends per epoch, data sampling,
-    host-to-device copies and evaluation included.
+    ``epochs`` epochs of fold 0 (of folds ``0..n_jobs-1`` in ``n_jobs`` processes, as
+    ``evaluate --jobs`` shares a subject's folds): what a user's run spends per fold-epoch,
+    data sampling, host-to-device copies, evaluation and worker start-up included.
+
+    Returns
+    -------
+    seconds : float
+        Wall time per epoch of one fold (with ``n_jobs`` folds at once: wall / n_jobs).
+    record : dict
+        Fold 0's result record.
+    fit_seconds : float
+        The same from the folds' time in ``Trainer.fit`` (worker start-up excluded).
     """
     import tempfile
 
@@ -161,10 +171,12 @@ def protocol_epoch(device, threads, epochs=1):
         path = make_synthetic_dreamer(Path(tmp) / "dreamer.mat", n_subjects=1, seed=0)
         data, labels = load_preprocessed(path, cache_dir=Path(tmp) / "cache")
         t0 = time.perf_counter()
-        recs = run_protocol("sd", data, labels, folds=[0], epochs=epochs, n_threads=threads,
-                            device=device.type, verbose=False, save_checkpoints=False)
+        recs = run_protocol("sd", data, labels, folds=list(range(n_jobs)), epochs=epochs,
+                            n_threads=threads, n_jobs=n_jobs, device=device.type,
+                            verbose=False, save_checkpoints=False)
         wall = time.perf_counter() - t0
-    return wall / epochs, recs[0]
+    fit = statistics.mean(r["train_seconds"] for r in recs) / epochs / n_jobs
+    return wall / epochs / n_jobs, recs[0], fit
 
 
 def main(argv=None):
@@ -281,9 +293,12 @@ def main(argv=None):
             lat["physioemo HiSTN, torch.compile (failed)"] = (float("nan"), float("nan"))
             print(f"torch.compile failed: {type(err).__name__}: {err}", file=sys.stderr)
 
-    proto = None
+    proto = proto_jobs = None
+    n_cores = os.cpu_count() or 1
     if args.protocol_epochs > 0:
         proto = protocol_epoch(device, args.threads, args.protocol_epochs)
+        if device.type == "cpu" and n_cores > 1:
+            proto_jobs = protocol_epoch(device, 1, args.protocol_epochs, n_jobs=n_cores)
 
     steps = sd_steps_per_fold()
     total_steps = sum(steps) * EPOCHS
@@ -353,7 +368,7 @@ def main(argv=None):
         f"({sd_keras / 3600:.2f} h) |", "",
     ]
     if proto is not None:
-        epoch_s, rec = proto
+        epoch_s, rec, _ = proto
         lines += [
             "## Measured: real `sd` epochs through `run_protocol` (fold 0)", "",
             f"{args.protocol_epochs} epoch(s) of fold 0 of one generated subject with "
@@ -365,6 +380,15 @@ def main(argv=None):
             "(10 folds x 50 epochs) takes about "
             f"**{10 * 50 * epoch_s / 60:.0f} min** here; the Keras reference needs ~24.3 s "
             f"per epoch on this CPU kind (peers.md).", ""]
+    if proto_jobs is not None:
+        wall_s, _, fit_s = proto_jobs
+        lines += [
+            f"The same with `--jobs {n_cores} --threads 1` (folds 0..{n_cores - 1} of the "
+            f"subject at once in {n_cores} processes, as `evaluate` shares a subject's folds): "
+            f"**{fit_s:.1f} s per fold-epoch** in `Trainer.fit` ({wall_s:.1f} s counting the "
+            f"workers' start-up, which a real run pays once), so one subject's full `sd` run "
+            f"takes about **{10 * 50 * fit_s / 60:.0f} min** "
+            f"({24.3 / fit_s:.1f}x the Keras reference's 24.3 s per epoch).", ""]
     text = "\n".join(lines)
     out = Path(args.out or Path(__file__).parent / "results" / (
         "train.md" if args.device == "cpu" else f"train-{args.device}.md"))
