@@ -157,6 +157,7 @@ def test_results_do_not_depend_on_n_jobs(tiny_data, tmp_path):
     for a, b in zip(one, two, strict=True):
         assert a["metrics"] == b["metrics"] and a["curve"] == b["curve"]
         assert a["confusion"] == b["confusion"]
+        assert a["native_kernel"] is None  # a model without native kernels
     lines = [json.loads(x) for x in (tmp_path / "2" / "results.jsonl").read_text().splitlines()]
     assert sorted(x["subject"] for x in lines) == [1, 3]
 
@@ -180,6 +181,7 @@ def test_one_subjects_folds_shared_by_jobs(tiny_data, tmp_path):
     # sd with n_jobs > 1 also spreads a subject's folds over the processes: same records,
     # and the checkpoint is still the one of the subject's last fold
     from physioemo.models import load_checkpoint
+    from physioemo.models.layers import _native
 
     data, labels = tiny_data
     kw = dict(subjects=[1], folds=[3, 1], **{**FAST, "model_fn": None})  # checkpoints: HiSTN
@@ -188,6 +190,8 @@ def test_one_subjects_folds_shared_by_jobs(tiny_data, tmp_path):
     assert [r["fold"] for r in two] == [1, 3]
     for a, b in zip(one, two, strict=True):
         assert a["metrics"] == b["metrics"] and a["curve"] == b["curve"]
+        # recorded: the native kernels' dropout draws differ from PyTorch's
+        assert a["native_kernel"] is b["native_kernel"] is _native.available()
     ckpts = [load_checkpoint(tmp_path / d / "checkpoints" / "subject02.pt")
              for d in ("1", "2")]
     assert ckpts[0][1]["fold"] == ckpts[1][1]["fold"] == 1  # the last fold run, as given
