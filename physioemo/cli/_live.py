@@ -123,8 +123,15 @@ class LivePredictor:
 
 def load_predictor(path, ch_names, sfreq, *, update_s=0.25):
     """Load a checkpoint and return a :class:`LivePredictor` for this headset."""
+    import torch
+
     from ..models import load_checkpoint
 
     model, extra = load_checkpoint(path)
-    return LivePredictor(model, extra, ch_names, sfreq, update_s=update_s,
-                         name=f"checkpoint {str(path)!r}")
+    predictor = LivePredictor(model, extra, ch_names, sfreq, update_s=update_s,
+                              name=f"checkpoint {str(path)!r}")
+    # one call now, before streaming starts: builds the native kernel on first use (~1 s)
+    # and warms PyTorch up, so that the first live window is not late
+    with torch.no_grad():
+        model(torch.zeros(1, len(predictor.model_ch_names), predictor.window))
+    return predictor
