@@ -33,14 +33,16 @@ def test_make_page_reads_numbers_commands_and_dates(tmp_path):
         "Date: 2030-01-02 03:04 UTC; device: cpu\n\n## Step\n\n"
         "| model | ms / step | vs literal | vs Keras reference (4,200/s) |\n"
         "|---|---:|---:|---:|\n"
-        "| physioemo HiSTN (fused banded head) | 1.0 | 7.50x | 9.25x |\n"
-        "| literal conv2d head (same model) | 7.5 | 1.00x | 1.23x |\n")
+        "| physioemo HiSTN | 1.0 | 7.50x | 9.25x |\n"
+        "| literal conv2d head (same model) | 7.5 | 1.00x | 1.23x |\n"
+        "| physioemo HiSTN, PyTorch operators only | 2.5 | 3.00x | 3.70x |\n"
+        "| physioemo HiSTN, 2 worker processes x 1 thread | 0.8 | 9.00x | 11.10x |\n")
     (tmp_path / "dsp-quick.md").write_text("# smoke run, left out\n")
     assert [p.name for p in mp.result_files(tmp_path)] == ["train.md", "tune.md"]
     texts = {p.name: p.read_text() for p in mp.result_files(tmp_path)}
     rows = mp.headlines(texts)
     assert [(r[2], r[3]) for r in rows] == [("7.50x", "train.md"), ("9.25x", "train.md"),
-                                            ("1.25x", "tune.md")]
+                                            ("11.10x", "train.md"), ("1.25x", "tune.md")]
     page = mp.render(tmp_path)
     assert "Date: 2030-01-02 03:04 UTC" in page
     assert "Command: `.venv/bin/python benchmarks/tune.py --trials 3`" in page
