@@ -301,9 +301,11 @@ def main(argv=None):
     lines = [
         "# physioemo.dsp benchmark\n",
         f"Command: `.venv/bin/python benchmarks/dsp.py{' --quick' if args.quick else ''}`. "
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
-        f"(Numba threads: {numba.get_num_threads()}), shared with other jobs while "
-        f"measured. Python {platform.python_version()}, numpy {np.__version__}, scipy "
+        f"(Numba threads: {numba.get_num_threads()}); 1-minute load average at the end "
+        f"{os.getloadavg()[0]:.1f} (above the core count: shared, absolute times "
+        f"pessimistic). Python {platform.python_version()}, numpy {np.__version__}, scipy "
         f"{scipy.__version__}, numba {numba.__version__}.\n",
     ]
     load_start = os.getloadavg()[0]

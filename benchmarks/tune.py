@@ -178,9 +178,11 @@ def main():
     lines = ["# `physioemo tune` benchmark", "",
              f"Command: `.venv/bin/python benchmarks/tune.py --trials {args.trials} "
              f"--search-trials {args.search_trials}`  ",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-             f"Python {platform.python_version()}, Optuna {optuna.__version__}. "
-             "Shared machine: other jobs were running, so absolute times are noisy.", "",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: "
+             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+             f"Python {platform.python_version()}, Optuna {optuna.__version__}; 1-minute "
+             f"load average at the end {os.getloadavg()[0]:.1f} (above the core count: "
+             "shared, absolute times noisy).", "",
              "## Storage overhead per trial (trivial objective, RandomSampler)", "",
              f"{args.trials} trials each, one process. Overhead = time per trial minus the "
              f"in-memory time ({base * 1e3:.2f} ms).", "",
