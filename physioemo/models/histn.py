@@ -100,9 +100,9 @@ class HiSTN(nn.Module):
        arXiv:2408.15255.
     """
 
-    #: Run the temporal head (after the banded matmul) in the fused native kernel of
-    #: :mod:`physioemo.models.layers._native` when it is available (CPU, float32); set to
-    #: False on an instance to use the PyTorch operators.
+    #: Run the model in the fused native kernels of
+    #: :mod:`physioemo.models.layers._native` when they are available (CPU, float32); set
+    #: to False on an instance to use the PyTorch operators.
     native = True
 
     def __init__(self, n_channels=14, n_times=128, n_outputs=5, graph="G0", dropout=0.5):
@@ -178,15 +178,19 @@ class HiSTN(nn.Module):
         return (self.native and tc.impl == "banded"
                 and _native.supports(x, self.electrode.kernel_size, tc.kernel_size))
 
+    def _native_dropout(self):
+        """Draw a dropout for a native kernel; None outside training."""
+        if self.training and self.dropout > 0.0:
+            return _native.dropout_spec(self.dropout)
+        return None
+
     def _node_means(self, x, native):
         """Time-means of the node level's ``H`` and ``A``, each (batch, n_channels)."""
         if native:
             tc, sep = self.temporal, self.separable
-            drop = (_native.dropout_spec(self.dropout)
-                    if self.training and self.dropout > 0.0 else None)
             h = _native.head(x, self.bn1, self.electrode.weight, self.bn2,
                              kernels=tc.fused_kernels(), pad_before=tc.pad_before,
-                             dropout=drop)
+                             dropout=self._native_dropout())
             a_mean, h_mean = _native.block(h, self.node_filter_matrix(), sep.depthwise,
                                            sep.pad_before, sep.pointwise_matrix(), self.bn3,
                                            self._block_pattern)
@@ -245,11 +249,10 @@ class HiSTN(nn.Module):
                 f"{self.n_times} samples with channels on axis 1.")
         if self._native_ok(x):  # the same computation in three native kernels
             h_mean, a_mean = self._node_means(x, True)
-            drop = (_native.dropout_spec(self.dropout)
-                    if self.training and self.dropout > 0.0 else None)
             return _native.tail(h_mean, a_mean, self._region_of, self.fusion_h,
                                 self.fusion_a, self.region_cheb.filter_matrix(),
-                                self.collapse_z, self.collapse_lat, self.classifier, drop)
+                                self.collapse_z, self.collapse_lat, self.classifier,
+                                self._native_dropout())
         feats = _dropout(self.features(x), self.dropout, self.training)
         return self.classifier(feats)
 

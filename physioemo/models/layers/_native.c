@@ -1,6 +1,8 @@
-/* HiSTN's temporal head after the banded matmul, fused: forward and backward.
+/* HiSTN on the CPU in three fused kernels, forward and backward: the temporal head
+ * (below), the node level (histn_block_*) and the region and global levels with the
+ * classifier (histn_tail_*).
  *
- * x (B, C, T) -> y1 = per-channel "same" filter (the fused 64-tap kernel; or y1 given)
+ * Head: x (B, C, T) -> y1 = per-channel "same" filter (the fused 64-tap kernel; or y1 given)
  * -> u1 = BN1(y1) -> e1 = ELU(u1) -> y2 = 5-tap "valid" filter per channel
  * (B, C, T2) -> u2 = BN2(y2) -> e2 = ELU(u2) -> h = avgpool2(e2) * mask (B, C, T3).
  *
@@ -39,7 +41,7 @@ static inline float exp_neg(float x) {
     return p * s;
 }
 
-/* u = g * (x - mean) * rstd + b; e = ELU(u); d = ELU'(u) (optional) */
+/* u = x * scale + shift (BatchNorm folded); e = ELU(u) */
 static inline void bn_elu(const float *x, int n, float scale, float shift, float *u, float *e) {
     for (int i = 0; i < n; i++) {
         float v = x[i] * scale + shift;
@@ -389,30 +391,18 @@ void histn_head_backward(const float *dh, const float *x, int Kt, int pt, float 
  * parameters; all when it is NULL) and are 0 elsewhere.
  */
 
-static void mix(const float *A, const float *x, int C, int T, float *out) {
-    /* out[j, :] = sum_i A[i, j] x[i, :] */
+/* out[j, :] = sum_i A[i, j] x[i, :] (A^T x on the channel axis); with transpose,
+ * out[j, :] = sum_i A[j, i] x[i, :] (A x, the backward of the first). */
+static void mix(const float *A, int transpose, const float *x, int C, int T, float *out) {
+    size_t si = transpose ? 1 : (size_t)C, sj = transpose ? (size_t)C : 1;
     for (int j = 0; j < C; j++) {
         float *o = out + (size_t)j * T;
         for (int t = 0; t < T; t++) o[t] = 0.0f;
         for (int i = 0; i < C; i++) {
-            float a = A[(size_t)i * C + j];
+            float a = A[i * si + j * sj];
             if (a == 0.0f) continue;
             const float *xi = x + (size_t)i * T;
             for (int t = 0; t < T; t++) o[t] += a * xi[t];
-        }
-    }
-}
-
-static void mix_t(const float *A, const float *x, int C, int T, float *out) {
-    /* out[i, :] = sum_j A[i, j] x[j, :] */
-    for (int i = 0; i < C; i++) {
-        float *o = out + (size_t)i * T;
-        for (int t = 0; t < T; t++) o[t] = 0.0f;
-        for (int j = 0; j < C; j++) {
-            float a = A[(size_t)i * C + j];
-            if (a == 0.0f) continue;
-            const float *xj = x + (size_t)j * T;
-            for (int t = 0; t < T; t++) o[t] += a * xj[t];
         }
     }
 }
@@ -459,9 +449,9 @@ void histn_block_forward(const float *h, int B, int C, int T, const float *M,
         for (int b = 0; b < B; b++) {
             const float *hb = h + (size_t)b * C * T;
             float *yb = y + (size_t)b * C * T;
-            mix(M, hb, C, T, m);
+            mix(M, 0, hb, C, T, m);
             taps_same(m, wd, C, T, K, p0, d);
-            mix(W, d, C, T, yb);
+            mix(W, 0, d, C, T, yb);
             for (int c = 0; c < C; c++) {
                 const float *hr = hb + (size_t)c * T, *yr = yb + (size_t)c * T;
                 float s = 0.0f, ss = 0.0f, sh = 0.0f;
@@ -563,7 +553,7 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
                     dyr[t] = sc[c] * (du - ka - (yr[t] - mu) * kb);
                 }
             }
-            mix(M, hb, C, T, m);
+            mix(M, 0, hb, C, T, m);
             taps_same(m, wd, C, T, K, p0, d);
             /* y = W^T d: dW[i, j] += d[i] . dy[j]; dd = W dy (into d, no longer needed) */
             for (int i = 0; i < C; i++) {
@@ -577,7 +567,7 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
                     l_dW[(size_t)i * C + j] += s;
                 }
             }
-            mix_t(W, dy, C, T, d);
+            mix(W, 1, dy, C, T, d);
             /* taps: dwd[c, k] += dd[c] . m[c, shifted]; dm[c, t + s] += wd[c, k] dd[c, t] */
             for (int c = 0; c < C; c++) {
                 const float *ddc = d + (size_t)c * T, *mc = m + (size_t)c * T;
@@ -605,7 +595,7 @@ void histn_block_backward(const float *da, const float *dhm, const float *h,
                 }
             }
             float *dhb = dh + (size_t)b * C * T;
-            mix_t(M, dm, C, T, dhb);
+            mix(M, 1, dm, C, T, dhb);
             for (int c = 0; c < C; c++) {
                 float g = dhm[(size_t)b * C + c] * invT;
                 float *r = dhb + (size_t)c * T;

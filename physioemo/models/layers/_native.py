@@ -1,14 +1,16 @@
-"""Fused native kernels for HiSTN on the CPU: the temporal head and the node level.
+"""Fused native kernels for HiSTN on the CPU, forward and backward.
 
-:func:`head` is BN-ELU-taps-BN-ELU-pool-dropout after the banded matmul; :func:`block` is
-the node filter, the region separable convolution, BN-ELU and the time-means.
+:func:`head` is the fused first filter then BN-ELU-taps-BN-ELU-pool-dropout; :func:`block`
+the node filter, the region separable convolution, BN-ELU and the time-means; :func:`tail`
+the region and global levels and the classifier on those means.
 
 ``_native.c`` is plain C with OpenMP; it is compiled once with the system's C compiler
 (``$CC``, else ``cc``) into ``$PHYSIOEMO_CACHE_DIR/native`` (default
 ``~/.cache/physioemo/native``), under a name that hashes the source, the flags and the
 machine, and loaded with :mod:`ctypes`. Without a compiler, or with
-``PHYSIOEMO_NATIVE=0``, :func:`available` is false and HiSTN runs the same head with
-PyTorch operators (same results within float32 rounding, slower on CPU).
+``PHYSIOEMO_NATIVE=0``, :func:`available` is false and HiSTN runs the same model with
+PyTorch operators (same results within float32 rounding, other dropout draws, slower on
+CPU).
 """
 
 from __future__ import annotations
@@ -122,9 +124,9 @@ def supports(x, kernel_size, first_kernel_size=1):
     """Whether :func:`head` and :func:`block` can take input ``x``.
 
     Float32 on the CPU, at most 64 channels, ``n_times + first_kernel_size - 1`` at most
-    4096, ``kernel_size``
-    at most 64 and shorter than ``n_times``; with a first filter (``first_kernel_size >
-    1``) ``x`` must not need a gradient. Builds the kernel on first call.
+    4096, ``kernel_size`` at most 64 and shorter than ``n_times``; with a first filter
+    (``first_kernel_size > 1``) ``x`` must not need a gradient. Builds the kernel on first
+    call.
     """
     return (x.device.type == "cpu" and x.dtype == torch.float32 and x.ndim == 3
             and x.shape[1] <= _MAX_CHANNELS and x.shape[-1] + first_kernel_size - 1 <= _MAX_TIMES
@@ -134,6 +136,22 @@ def supports(x, kernel_size, first_kernel_size=1):
 
 def _p(t):
     return ctypes.cast(t.data_ptr(), _f32) if t is not None else None
+
+
+def _pi(t):
+    return ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_int))
+
+
+def _require():
+    if not available():
+        raise RuntimeError("the native HiSTN kernel is unavailable; check available() first")
+
+
+def _bn_stats(bn, like):
+    """Statistics handed to a kernel: running ones in evaluation, buffers in training."""
+    if bn.training:
+        return like.new_empty(bn.num_features), like.new_empty(bn.num_features)
+    return bn.running_mean, bn.running_var
 
 
 def dropout_spec(p, generator=None):
@@ -165,8 +183,7 @@ def dropout_mask(n, spec):
     Element ``i`` is the flat index in :func:`head`'s output ``(batch, n_channels,
     n_out)``; a test and inspection aid (the kernel never stores the mask).
     """
-    if not available():
-        raise RuntimeError("the native HiSTN kernel is unavailable; check available() first")
+    _require()
     out = torch.empty(n)
     _lib.histn_dropout_mask(n, spec, _p(out))
     return out
@@ -258,18 +275,11 @@ def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0, dropout=None)
     -------
     h : torch.Tensor, shape (batch, n_channels, (n_times - kernel_size + 1) // 2)
     """
-    if not available():
-        raise RuntimeError("the native HiSTN kernel is unavailable; check available() first")
+    _require()
     training = bn1.training
-    if not training:
-        stats1, stats2 = (bn1.running_mean, bn1.running_var), (bn2.running_mean,
-                                                              bn2.running_var)
-    else:
-        c = x.shape[1]
-        stats1 = stats2 = (x.new_empty(c), x.new_empty(c))
     h, mean1, var1, mean2, var2 = _Head.apply(x, kernels, bn1.weight, bn1.bias, taps,
-                                              bn2.weight, bn2.bias, mask, dropout, stats1,
-                                              stats2,
+                                              bn2.weight, bn2.bias, mask, dropout,
+                                              _bn_stats(bn1, x), _bn_stats(bn2, x),
                                               int(pad_before), bn1.eps, training)
     if training:
         B, _, T = x.shape
@@ -338,16 +348,11 @@ def block(h, M, taps, pad_before, W, bn3, pattern=None):
     -------
     a_mean, h_mean : torch.Tensor, shape (batch, n_channels)
     """
-    if not available():
-        raise RuntimeError("the native HiSTN kernel is unavailable; check available() first")
+    _require()
     training = bn3.training
-    if training:
-        c = h.shape[1]
-        stats3 = (h.new_empty(c), h.new_empty(c))
-    else:
-        stats3 = (bn3.running_mean, bn3.running_var)
-    a_mean, h_mean, mean3, var3 = _Block.apply(h, M, taps, W, bn3.weight, bn3.bias, stats3,
-                                               int(pad_before), bn3.eps, training, pattern)
+    a_mean, h_mean, mean3, var3 = _Block.apply(h, M, taps, W, bn3.weight, bn3.bias,
+                                               _bn_stats(bn3, h), int(pad_before), bn3.eps,
+                                               training, pattern)
     if training:
         _update_running(bn3, mean3, var3, h.shape[0] * h.shape[2])
     return a_mean, h_mean
@@ -385,10 +390,6 @@ class _Tail(torch.autograd.Function):
         return (dhm, dam, *parts, None, None)
 
 
-def _pi(t):
-    return ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_int))
-
-
 def tail(h_mean, a_mean, region_of, fusion_h, fusion_a, region_filter, collapse_z,
          collapse_lat, classifier, dropout=None):
     """HiSTN's region and global levels and classifier on the time-means, natively.
@@ -411,8 +412,7 @@ def tail(h_mean, a_mean, region_of, fusion_h, fusion_a, region_filter, collapse_
     -------
     logits : torch.Tensor, shape (batch, n_outputs)
     """
-    if not available():
-        raise RuntimeError("the native HiSTN kernel is unavailable; check available() first")
+    _require()
     return _Tail.apply(h_mean, a_mean, fusion_h.weight_matrix(), fusion_h.bias,
                        fusion_a.weight_matrix(), fusion_a.bias, region_filter,
                        collapse_z.linear.weight, collapse_z.linear.bias,
