@@ -21,8 +21,8 @@ Expected run time on the full DREAMER (23 subjects, 2 CPU cores):
 
 * ``sd``: 10 folds x 50 epochs of about 420 batches of 256 windows per subject (53 M
   windows). Measured in ``benchmarks/results/train.md`` (real epochs through the
-  protocol): about 22 min per subject and dimension with ``--jobs 2`` (the subject's folds
-  in 2 single-threaded processes), 28 min in one 2-thread process, so 17-21 h for 23
+  protocol): about 20 min per subject and dimension with ``--jobs 2`` (the subject's folds
+  in 2 single-threaded processes), 23 min in one 2-thread process, so 15-18 h for 23
   subjects x 2 dimensions; more on a busy machine.
 * ``reston1``: 100 pretraining epochs over the other 22 subjects (2.4 M windows in batches
   of 120) plus 400 fine-tuning epochs (270 k windows). Measured on a shared 2-core machine
