@@ -1,18 +1,24 @@
 """Event markers: keyboard keys, loopback TCP/UDP text markers and LSL marker streams.
 
-Every marker source puts ``(host_time, text, origin)`` into a :class:`MarkerHub`; the
-acquisition loop places each marker on the sample whose timestamp matches ``host_time``.
-Network listeners bind to 127.0.0.1 only.
+Every marker source puts a :class:`Marker` into a :class:`MarkerHub`; the acquisition
+loop places each marker on the sample whose timestamp matches ``host_time`` and stores it
+in full in the recording's journal and sidecar (see :mod:`physioemo.acquisition.edf` for
+what the EDF+ itself can hold). Markers are never dropped: a TCP line or UDP datagram line
+is one marker, kept byte for byte (bytes that are not UTF-8 are kept as bytes), with no
+length or rate limit; listeners read what is still waiting when they stop. Network
+listeners bind to 127.0.0.1 only, and log the port they got once the bind succeeded.
 """
 
 from __future__ import annotations
 
+import itertools
 import queue
 import select
 import socket
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 from ..exceptions import DeviceError, ParameterError
 from ..utils.logging import logger
@@ -21,27 +27,73 @@ from ..utils.logging import logger
 MARKER_HOST = "127.0.0.1"
 
 
+class Marker(NamedTuple):
+    """One received marker."""
+
+    #: When it was received, in seconds since the epoch.
+    host_time: float
+    #: Its text: exactly the bytes received if they are UTF-8, else with ``\xNN`` escapes.
+    text: str
+    #: Where it came from: ``"tcp"``, ``"udp"``, ``"lsl"`` or ``"key"``.
+    origin: str
+    #: The exact bytes received when they are not valid UTF-8, else ``None``.
+    raw: bytes | None = None
+
+
 class MarkerHub:
-    """Thread-safe queue of received markers."""
+    """Thread-safe queue of received markers; nothing received is dropped or changed.
+
+    Attributes
+    ----------
+    n_received : int
+        Markers queued so far.
+    """
 
     def __init__(self):
         self._queue = queue.SimpleQueue()
+        self._count = itertools.count(1)
+        self.n_received = 0
 
     def add(self, text, origin, host_time=None):
-        """Queue a marker received at ``host_time`` (seconds since the epoch; now)."""
-        text = str(text).strip()
+        """Queue a marker received at ``host_time`` (seconds since the epoch; now).
+
+        Parameters
+        ----------
+        text : str | bytes
+            The marker; bytes are kept exactly (see :class:`Marker`). An empty marker
+            carries nothing and is not queued; any other text is kept whole, spaces,
+            NUL and all.
+        origin : str
+            Where it came from.
+        host_time : float | None
+            When it was received.
+        """
+        raw = None
+        if isinstance(text, (bytes, bytearray)):
+            data = bytes(text)
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text, raw = data.decode("utf-8", "backslashreplace"), data
+        text = str(text)
         if text:
-            self._queue.put((time.time() if host_time is None else float(host_time),
-                             text, origin))
+            self._queue.put(Marker(time.time() if host_time is None else float(host_time),
+                                   text, origin, raw))
+            self.n_received = next(self._count)
 
     def drain(self):
-        """Return and remove every waiting marker as a list of ``(time, text, origin)``."""
+        """Return and remove every waiting marker, a list of :class:`Marker`."""
         out = []
         while True:
             try:
                 out.append(self._queue.get_nowait())
             except queue.Empty:
                 return out
+
+
+def _lines(data):
+    """Split received bytes into marker lines (a newline ends a line; a CR before it too)."""
+    return [line[:-1] if line.endswith(b"\r") else line for line in data.split(b"\n")]
 
 
 class _Listener:
@@ -65,9 +117,15 @@ class _Listener:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        self._close()
+        try:
+            self._drain()  # what arrived before the stop is a marker too
+        finally:
+            self._close()
 
     def _open(self):
+        pass
+
+    def _drain(self):
         pass
 
     def _close(self):
@@ -105,6 +163,7 @@ class TCPMarkers(_Listener):
         self._sock.setblocking(False)
         self.port = self._sock.getsockname()[1]
         self._clients = {}
+        logger.info("listening for TCP markers on %s:%d", MARKER_HOST, self.port)
 
     def _run(self):
         while not self._stop.is_set():
@@ -113,31 +172,53 @@ class TCPMarkers(_Listener):
                 ready, _, _ = select.select(socks, [], [], 0.05)
             except (OSError, ValueError):
                 return
-            now = time.time()
             for s in ready:
                 if s is self._sock:
-                    try:
-                        conn, _ = s.accept()
-                        conn.setblocking(False)
-                        self._clients[conn] = b""
-                    except OSError:
-                        pass
-                    continue
-                try:
-                    data = s.recv(4096)
-                except OSError:
-                    data = b""
-                if not data:
-                    rest = self._clients.pop(s, b"")
-                    if rest.strip():
-                        self.hub.add(rest.decode(errors="replace"), self.origin, now)
-                    s.close()
-                    continue
-                buf = self._clients[s] + data
-                *lines, buf = buf.split(b"\n")
-                self._clients[s] = buf
-                for line in lines:
-                    self.hub.add(line.decode(errors="replace"), self.origin, now)
+                    self._accept()
+                else:
+                    self._receive(s)
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            conn.setblocking(False)
+            self._clients[conn] = b""
+
+    def _receive(self, s, until_empty=False):
+        """Read what waits on ``s``; queue each complete line; at EOF the rest too."""
+        while True:
+            try:
+                data = s.recv(1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            now = time.time()
+            if not data:
+                rest = self._clients.pop(s, b"")
+                if rest:
+                    self.hub.add(_lines(rest)[0], self.origin, now)
+                s.close()
+                return
+            *lines, self._clients[s] = _lines(self._clients[s] + data)
+            for line in lines:
+                self.hub.add(line, self.origin, now)
+            if not until_empty:
+                return
+
+    def _drain(self):
+        if getattr(self, "_sock", None) is None:
+            return
+        self._accept()
+        for s in list(self._clients):
+            self._receive(s, until_empty=True)
+        for s, rest in list(self._clients.items()):  # a last line without its newline
+            if rest:
+                self.hub.add(_lines(rest)[0], self.origin, time.time())
+            self._clients[s] = b""
 
     def _close(self):
         for s in list(getattr(self, "_clients", {})):
@@ -172,8 +253,13 @@ class UDPMarkers(_Listener):
             raise DeviceError(f"cannot listen for UDP markers on {MARKER_HOST}:{self.port} "
                               f"({err.strerror}); the port must be free; pick another "
                               "port in --markers udp:PORT.") from None
+        try:  # room for bursts while the reader waits for the GIL (the kernel may cap it)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        except OSError:
+            pass
         self._sock.settimeout(0.05)
         self.port = self._sock.getsockname()[1]
+        logger.info("listening for UDP markers on %s:%d", MARKER_HOST, self.port)
 
     def _run(self):
         while not self._stop.is_set():
@@ -183,9 +269,22 @@ class UDPMarkers(_Listener):
                 continue
             except OSError:
                 return
-            now = time.time()
-            for line in data.decode(errors="replace").splitlines():
-                self.hub.add(line, self.origin, now)
+            self._add(data)
+
+    def _add(self, data):
+        now = time.time()
+        for line in _lines(data):
+            self.hub.add(line, self.origin, now)
+
+    def _drain(self):
+        if getattr(self, "_sock", None) is None:
+            return
+        self._sock.setblocking(False)
+        while True:
+            try:
+                self._add(self._sock.recv(65536))
+            except OSError:
+                return
 
     def _close(self):
         if getattr(self, "_sock", None) is not None:
@@ -277,7 +376,7 @@ class KeyboardMarkers(_Listener):
         while not self._stop.is_set():
             ready, _, _ = select.select([self._fd], [], [], 0.05)
             if ready:
-                ch = os.read(self._fd, 1).decode(errors="replace")
+                ch = os.read(self._fd, 1).decode(errors="backslashreplace")
                 if ch == "q":
                     self.quit_requested.set()
                 elif ch.strip():

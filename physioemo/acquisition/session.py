@@ -375,40 +375,47 @@ class Acquisition:
         if event.kind in ("drop", "stall", "overflow", "railed", "flat", "reconnect"):
             logger.warning("%s at %.1f s", event.description, event.onset_s)
 
-    def _sample_at(self, t):
-        """Index of the sample whose timestamp is nearest to host time ``t``."""
+    def _samples_at(self, times):
+        """Index of the sample whose timestamp is nearest to each host time in ``times``."""
+        times = np.asarray(times, dtype=float)
         if not self._ts_hist:
-            return 0
+            return np.zeros(times.size, dtype=np.int64)
         idx = np.concatenate([np.arange(f, f + ts.size) for f, ts in self._ts_hist])
         all_ts = np.concatenate([ts for _, ts in self._ts_hist])
         rate = self.sfreq * self.telemetry.rate_factor
-        i = int(np.searchsorted(all_ts, t))
-        if i == 0:
-            return max(0, int(round(idx[0] - (all_ts[0] - t) * rate)))
-        if i == all_ts.size:
-            return int(round(idx[-1] + (t - all_ts[-1]) * rate))
-        if t - all_ts[i - 1] < all_ts[i] - t:
-            i -= 1
-        return int(idx[i])
+        i = np.searchsorted(all_ts, times)
+        inner = np.clip(i, 1, all_ts.size - 1)
+        if all_ts.size > 1:
+            nearer_left = times - all_ts[inner - 1] < all_ts[inner] - times
+            out = idx[np.where(nearer_left, inner - 1, inner)]
+        else:
+            out = np.full(times.size, idx[0])
+        before = np.maximum(0, np.round(idx[0] - (all_ts[0] - times) * rate))
+        after = np.round(idx[-1] + (times - all_ts[-1]) * rate)
+        out = np.where(i == 0, before, np.where(i == all_ts.size, after, out))
+        return out.astype(np.int64)
 
     def _place_markers(self, final):
         self._pending_markers.extend(self.hub.drain())
         if not self._pending_markers or not self._ts_hist:
             return
         last_t = self._ts_hist[-1][1][-1]
-        keep = []
-        for t, text, origin in self._pending_markers:
-            if t <= last_t or final:
-                idx = min(self._sample_at(t), max(0, self.n_done - 1))
-                onset = idx / self.sfreq
-                self.markers.append({"onset": onset, "description": text, "origin": origin,
-                                     "host_time": t})
-                self._events.append(f"{onset:7.1f} s  marker {text!r} ({origin})")
-                if self.recorder is not None and self._recording:
-                    self.recorder.annotate(onset, text)
-            else:
-                keep.append((t, text, origin))
-        self._pending_markers = keep
+        due = [m for m in self._pending_markers if final or m.host_time <= last_t]
+        self._pending_markers = [m for m in self._pending_markers
+                                 if not (final or m.host_time <= last_t)]
+        if not due:
+            return
+        onsets = np.minimum(self._samples_at([m.host_time for m in due]),
+                            max(0, self.n_done - 1)) / self.sfreq
+        for m, onset in zip(due, onsets.tolist(), strict=True):
+            self.markers.append({"onset": onset, "description": m.text, "origin": m.origin,
+                                 "host_time": m.host_time})
+            if self.recorder is not None and self._recording:
+                self.recorder.annotate(onset, m.text, origin=m.origin,
+                                       host_time=m.host_time, raw=m.raw)
+        for m, onset in list(zip(due, onsets.tolist(), strict=True))[-8:]:
+            text = m.text if len(m.text) <= 40 else m.text[:37] + "..."
+            self._events.append(f"{onset:7.1f} s  marker {text!r} ({m.origin})")
 
     def _finish(self):
         try:
@@ -419,7 +426,7 @@ class Acquisition:
         summary = {
             "n_times": int(self.n_done), "duration_s": self.n_done / self.sfreq,
             "telemetry": self.telemetry.summary(), "n_markers": len(self.markers),
-            "markers": self.markers[:1000],
+            "markers": self.markers,
             "events": [{"onset": e.onset_s, "description": e.description, "kind": e.kind}
                        for e in self.telemetry.events[:1000]],
             "online": {"l_freq": self.l_freq, "h_freq": self.h_freq,
@@ -435,7 +442,6 @@ class Acquisition:
             try:
                 summary["file"] = str(self.recorder.close(metadata={
                     "telemetry": summary["telemetry"], "online": summary["online"],
-                    "n_markers": summary["n_markers"], "markers": summary["markers"],
                     "events": summary["events"], "source": summary["source"]}))
             except DataError:
                 self.recorder.abort()

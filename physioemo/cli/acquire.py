@@ -149,9 +149,6 @@ def run(args):
                       notch=_notch(s["notch"]), kind=s["kind"], window_s=s["window_s"],
                       update_s=s["update_s"], stall_s=s["stall_s"], listeners=listeners,
                       hub=hub, view=view, predictor=predictor, outlet=outlet)
-    for lst in listeners:
-        if hasattr(lst, "port"):
-            logger.info("listening for %s markers on 127.0.0.1:%s", lst.origin, lst.port)
     summary = acq.run(s["duration"])
     tel = summary["telemetry"]
     logger.info("recorded %.1f s to %s: %d markers, %d samples dropped, %.2f Hz achieved",

@@ -45,9 +45,9 @@ def test_tcp_lines_split_across_packets():
         got = _wait(hub, 3)
     finally:
         tcp.stop()
-    assert [(text, origin) for _, text, origin in got] == [
+    assert [(m.text, m.origin) for m in got] == [
         ("one", "tcp"), ("two", "tcp"), ("three", "tcp")]
-    assert all(before - 0.01 <= t <= time.time() for t, _, _ in got)
+    assert all(before - 0.01 <= m.host_time <= time.time() for m in got)
 
 
 def test_udp_datagrams():
@@ -59,17 +59,73 @@ def test_udp_datagrams():
         got = _wait(hub, 2)
     finally:
         udp.stop()
-    assert [text for _, text, _ in got] == ["a", "b"]
+    assert [m.text for m in got] == ["a", "b"]
 
 
-def test_busy_port_is_a_device_error():
+def test_busy_port_is_a_device_error(caplog):
     hub = MarkerHub()
     tcp = TCPMarkers(hub, 0).start()
     try:
+        caplog.clear()
         with pytest.raises(DeviceError, match=f"127.0.0.1:{tcp.port}.*pick another port"):
             TCPMarkers(hub, tcp.port).start()
+        assert "listening" not in caplog.text  # never claimed before the bind failed
     finally:
         tcp.stop()
+
+
+@pytest.mark.parametrize("cls", [TCPMarkers, UDPMarkers])
+def test_port_0_logs_the_port_it_got(cls, caplog):
+    caplog.set_level("INFO", logger="physioemo")
+    lst = cls(MarkerHub(), 0).start()
+    try:
+        assert lst.port > 0
+        kind = cls.origin.upper()
+        assert f"listening for {kind} markers on 127.0.0.1:{lst.port}" in caplog.text
+    finally:
+        lst.stop()
+
+
+# bytes that are not UTF-8, a NUL, spaces, a CR before the newline, a tab: kept exactly
+ODD = [b"\xff\xfe stim", b"a\x00b", b"  padded  ", b"tab\there", "é".encode()]
+
+
+def test_markers_keep_every_byte_tcp_and_udp():
+    hub = MarkerHub()
+    tcp, udp = TCPMarkers(hub, 0).start(), UDPMarkers(hub, 0).start()
+    try:
+        with socket.create_connection(("127.0.0.1", tcp.port)) as sock:
+            sock.sendall(b"\r\n".join(ODD) + b"\r\n")
+        got = _wait(hub, len(ODD))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for raw in ODD:
+                sock.sendto(raw, ("127.0.0.1", udp.port))
+        got += _wait(hub, len(ODD))
+    finally:
+        tcp.stop()
+        udp.stop()
+    assert [m.origin for m in got] == ["tcp"] * 5 + ["udp"] * 5
+    for m, raw in zip(got, ODD * 2, strict=True):
+        # the exact bytes come back: from raw if not UTF-8, else from the text
+        assert (m.raw if m.raw is not None else m.text.encode()) == raw
+    assert got[0].text == "\\xff\\xfe stim" and got[0].raw == ODD[0]
+    assert got[1].text == "a\x00b" and got[1].raw is None
+
+
+def test_a_1_mb_marker_and_a_burst_arrive_whole():
+    hub = MarkerHub()
+    tcp = TCPMarkers(hub, 0).start()
+    big = "x" * (1 << 20)
+    try:
+        with socket.create_connection(("127.0.0.1", tcp.port)) as sock:
+            sock.sendall(big.encode() + b"\n" + b"".join(b"m%d\n" % i for i in range(5000)))
+            sock.sendall(b"last, without newline")
+    finally:
+        time.sleep(0.2)
+        tcp.stop()  # reads what is still waiting, the last line included
+    got = hub.drain()
+    assert [m.text for m in got] == [big, *[f"m{i}" for i in range(5000)],
+                                     "last, without newline"]
 
 
 def test_lsl_marker_stream_times_map_to_host_time():
@@ -88,8 +144,8 @@ def test_lsl_marker_stream_times_map_to_host_time():
     finally:
         lsl.stop()
         del outlet
-    assert [(text, origin) for _, text, origin in got] == [("stim-7", "lsl")]
-    assert got[0][0] == pytest.approx(sent_host - 0.2, abs=0.05)
+    assert [(m.text, m.origin) for m in got] == [("stim-7", "lsl")]
+    assert got[0].host_time == pytest.approx(sent_host - 0.2, abs=0.05)
 
 
 def test_missing_lsl_stream():
@@ -118,7 +174,7 @@ def test_keyboard_keys_in_a_terminal(monkeypatch):
         keys.stop()
         tty_in.close()
         os.close(master)
-    assert [(text, origin) for _, text, origin in got] == [("key:a", "key")]
+    assert [(m.text, m.origin) for m in got] == [("key:a", "key")]
     assert hub.drain() == []  # "q" stops, it is not a marker
 
 

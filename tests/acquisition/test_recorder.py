@@ -7,6 +7,7 @@ import mne
 import numpy as np
 import pytest
 
+from physioemo.acquisition.journal import JournalWriter
 from physioemo.acquisition.recorder import (
     PADDING_ANNOTATION,
     Recorder,
@@ -41,7 +42,8 @@ def test_write_edf_pads_the_last_record_and_says_so(tmp_path, data):
     stats = write_edf(path, data[:, :537], 250.0, NAMES, physical_min=-500.0,
                       physical_max=500.0, annotations=[{"onset": 0.5, "duration": 0,
                                                         "description": "stim"}])
-    assert stats == {"padded": 213, "clipped": 0, "dropped_annotations": 0}
+    assert (stats["padded"], stats["clipped"], stats["not_stored"]) == (213, 0, 0)
+    assert stats["annotations"] == [{"edf": "exact"}] and stats["capacity"] == 3 * 64
     raw = _read(path)
     assert raw.n_times == 750
     got = raw.get_data() * 1e6
@@ -96,7 +98,9 @@ def test_recover_after_a_crash_keeps_every_complete_sample(tmp_path, data):
     rec = _recorder(path, flush_interval_s=0.0).start()
     rec.write(data[:, :600])
     rec.annotate(0.4, "stim")
-    # simulate the crash: the process dies mid-write, leaving torn records
+    rec.flush()
+    # simulate the crash: the process dies mid-write (its lock goes), leaving torn records
+    rec._journal.release()
     journal = journal_path(path)
     with open(journal / "samples.f64", "ab") as fid:
         fid.write(np.float64(1.0).tobytes() * 2)  # 2 of the 3 channels of a sample
@@ -123,7 +127,7 @@ def test_existing_output_and_journal_are_never_overwritten(tmp_path):
     check_output(path, force=True)
     path.unlink()
     journal_path(path).mkdir()
-    with pytest.raises(DataError, match="unrecovered recording journal.*physioemo recover"):
+    with pytest.raises(DataError, match="ended without closing.*physioemo recover"):
         check_output(path)
     with pytest.raises(ParameterError, match=r"must end in \.edf"):
         check_output(tmp_path / "x.csv")
@@ -157,13 +161,13 @@ class _FullDisk:
 def test_disk_full_stops_cleanly_and_keeps_what_was_recorded(tmp_path, data, monkeypatch):
     src_path = tmp_path / "src.edf"
     write_edf(src_path, data, 250.0, NAMES, physical_min=-500.0, physical_max=500.0)
-    real_open = Recorder._open
+    real_open = JournalWriter._open
 
     def fake_open(self, name, mode):
         fid = real_open(self, name, mode)
         return _FullDisk(fid, 3 * 8 * 500) if name == "samples.f64" else fid
 
-    monkeypatch.setattr(Recorder, "_open", fake_open)
+    monkeypatch.setattr(JournalWriter, "_open", fake_open)
     out = tmp_path / "full.edf"
     acq = Acquisition(EDFSource(src_path, speed=None), _recorder(out))
     with pytest.raises(DataError, match="disk is full.*recorded so far are kept"):
@@ -186,7 +190,8 @@ def test_recorder_validates(tmp_path):
     rec = _recorder(tmp_path / "b.edf").start()
     with pytest.raises(ParameterError, match=r"shape \(3, n_times\)"):
         rec.write(np.zeros((2, 5)))
-    rec.close()
+    with pytest.raises(DataError, match="holds no samples.*nothing to recover"):
+        rec.close()
 
 
 def test_many_annotations_in_a_short_recording_all_survive(tmp_path, data):
@@ -197,12 +202,17 @@ def test_many_annotations_in_a_short_recording_all_survive(tmp_path, data):
     got = _read(path).annotations
     assert list(got.description) == [f"m{i}" for i in range(127)]
     np.testing.assert_allclose(got.onset, np.arange(127) * 0.01, atol=1e-6)
-    assert stats["dropped_annotations"] == 0
-    # beyond 64 per second the file cannot hold them: counted, not silent
+    assert stats["not_stored"] == 0
+    # beyond 64 per second the file cannot hold them: the first 127 in time, then one
+    # that says how many more are in the sidecar; each one's fate is returned
     stats = write_edf(tmp_path / "over.edf", data[:, :500], 250.0, NAMES,
                       physical_min=-500.0, physical_max=500.0, annotations=anns * 2)
-    assert stats["dropped_annotations"] == 2 * 127 - 128
-    assert len(_read(tmp_path / "over.edf").annotations) == 128
+    assert stats["not_stored"] == 2 * 127 - 127
+    got = _read(tmp_path / "over.edf").annotations
+    assert len(got) == 128 and got.description[-1] == "physioemo: 127 more in sidecar JSON"
+    # sorted by onset: m_i and its copy are neighbours; the 127 earliest are stored
+    stored = [i for i, s in enumerate(stats["annotations"]) if s["edf"] != "not stored"]
+    assert sorted(stored) == sorted([i for i in range(64)] + [127 + i for i in range(63)])
 
 
 def test_journal_reaches_the_file_within_the_flush_interval(tmp_path, data):

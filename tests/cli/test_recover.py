@@ -48,7 +48,7 @@ def test_kill_9_then_recover_loses_at_most_one_second(tmp_path, capsys):
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()  # nothing at the output path looks complete
-    header, journal_data, _ = read_journal(journal_path(out))
+    header, journal_data, _, _ = read_journal(journal_path(out))
     # samples the board had produced when the process died (it stamps them on the
     # host clock, starting at the header's start time)
     produced = (killed_at - header["start_time"]) * 250.0
