@@ -129,6 +129,18 @@ def plan_annotations(annotations, n_records, system=()):
     return written, status
 
 
+def _edf_start(start_time):
+    """Return the start time for the EDF+ header: whole seconds (naive UTC datetime).
+
+    pyedflib (0.1.42) passes the fraction of a second to edflib ten times too large (or
+    not at all, from 0.1 s on), and edflib adds it to the annotation onsets at 100-µs
+    resolution, so an annotation on the first sample can land before the start, where
+    readers (MNE) drop it. The exact start is in the sidecar (``start_timestamp``).
+    """
+    return datetime.datetime.fromtimestamp(math.floor(start_time), datetime.timezone.utc
+                                           ).replace(tzinfo=None)
+
+
 def _fsync_dir(folder):
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -229,8 +241,7 @@ def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units=
             writer.setSignalHeaders(headers)
             writer.setEquipment(equipment[:80])
             if start_time is not None:
-                writer.setStartdatetime(datetime.datetime.fromtimestamp(
-                    start_time, datetime.timezone.utc).replace(tzinfo=None))
+                writer.setStartdatetime(_edf_start(start_time))
             block = 60 * record
             gain = (dmax - dmin) / (physical_max - physical_min)
             for i0 in range(0, n_records * record, block):

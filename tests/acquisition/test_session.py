@@ -169,3 +169,72 @@ def test_stall_then_reconnect_continues(tmp_path):
     assert summary["n_times"] == 500 and src.attempts == 1
     tel = summary["telemetry"]
     assert tel["stalls"] == 1 and tel["reconnects"] == 1 and tel["dropped_samples"] == 0
+
+
+def test_a_marker_flood_is_kept_whole_in_the_sidecar(tmp_path, caplog):
+    """3,000 TCP + 300 UDP markers in 2 s of data, one of 1 MB, some not UTF-8: every one
+    is in the sidecar byte for byte; the EDF+ holds its 128 and the log says so."""
+    import base64
+    import socket
+    import threading
+
+    from physioemo.acquisition.markers import MarkerHub, TCPMarkers, UDPMarkers
+    from physioemo.acquisition.recorder import Recorder, write_edf
+    from physioemo.acquisition.replay import EDFSource
+    from physioemo.acquisition.session import Acquisition
+
+    src = tmp_path / "src.edf"
+    write_edf(src, np.zeros((2, 500)), SFREQ, ["A", "B"], physical_min=-1.0,
+              physical_max=1.0)
+    out = tmp_path / "flood.edf"
+    hub = MarkerHub()
+    tcp, udp = TCPMarkers(hub, 0), UDPMarkers(hub, 0)
+    tcp_sent = [b"m%d" % i for i in range(3000)]
+    tcp_sent[10] = b"x" * (1 << 20)
+    tcp_sent[11] = b"\xff\xfe not utf-8"
+    tcp_sent[12] = b"nul \x00 inside"
+    udp_sent = [b"u%d \xe9" % i for i in range(300)]
+    source = EDFSource(src, speed=1.0)
+
+    def sender():
+        while getattr(acq, "n_done", 0) < 50:  # recording (and listening) for 0.2 s
+            time.sleep(0.01)
+        with socket.create_connection(("127.0.0.1", tcp.port)) as sock:
+            sock.sendall(b"\n".join(tcp_sent) + b"\n")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for b in udp_sent:
+                sock.sendto(b, ("127.0.0.1", udp.port))
+                time.sleep(0.0005)
+
+    rec = Recorder(out, ["A", "B"], SFREQ, physical_min=-1.0, physical_max=1.0)
+    acq = Acquisition(source, rec, listeners=[tcp, udp], hub=hub)
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    acq.run()
+    thread.join(timeout=10)
+    meta = json.loads(sidecar_path(out).read_text())
+
+    def exact(m):
+        return base64.b64decode(m["bytes_base64"]) if "bytes_base64" in m else \
+            m["description"].encode()
+
+    assert [exact(m) for m in meta["markers"] if m["origin"] == "tcp"] == tcp_sent
+    assert [exact(m) for m in meta["markers"] if m["origin"] == "udp"] == udp_sent
+    assert meta["n_markers"] == 3300 and len(acq.summary["markers"]) == 3300
+    edf = meta["edf_annotations"]
+    n_all = meta["n_annotations"]  # the markers and the quality events (flat channels)
+    assert n_all == 3300 + len(meta["annotations"])
+    assert edf["capacity"] == 128 and edf["not_stored"] == n_all - 127
+    ann = mne.io.read_raw_edf(out, verbose="error").annotations
+    assert len(ann) == 128
+    assert ann.description[-1] == f"physioemo: {n_all - 127} more in sidecar JSON"
+    stored = [m for m in meta["markers"] if m["edf"] != "not stored"]
+    assert stored == meta["markers"][:len(stored)]  # the first in time
+    odd = [m for m in stored if m["origin"] == "tcp"][10:13]
+    assert [m["edf"] for m in odd] == ["shortened", "escaped", "escaped"]
+    assert odd[0]["edf_text"] == "x" * 37 + "…"
+    in_edf = ["x" * 37 + "…", "\\xff\\xfe not utf-8", "nul \\x00 inside"]
+    assert [d for d in ann.description if d in in_edf] == in_edf
+    assert (f"{n_all} annotations in 2 s of data exceed EDF+'s 64 per 1-s data record (128 "
+            f"in all); the first 127 in time are in the file, {n_all - 127} are not (all are "
+            "complete in flood.json)") in caplog.text
