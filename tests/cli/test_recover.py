@@ -69,3 +69,47 @@ def test_recover_errors(tmp_path, capsys):
     assert main(["recover", str(tmp_path / "none.edf")]) == 1
     err = capsys.readouterr().err.strip()
     assert "no recording journal" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage, fragments", [
+    ("empty", ["holds no samples", "nothing to recover"]),
+    ("headers", ["no readable header", "samples are kept untouched", "restore header.json"]),
+])
+def test_recover_bad_journals_one_line(tmp_path, capsys, damage, fragments):
+    from physioemo.acquisition.recorder import Recorder
+
+    out = tmp_path / "r.edf"
+    rec = Recorder(out, ["A"], 250.0, physical_min=-1.0, physical_max=1.0).start()
+    if damage == "headers":
+        rec.write(np.zeros((1, 100)))
+    rec.abort()
+    if damage == "headers":
+        for name in ("header.json", "header.bak.json"):
+            path = journal_path(out) / name
+            path.write_bytes(path.read_bytes()[:40])
+    assert main(["recover", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert all(f in err for f in fragments), err
+    assert journal_path(out).is_dir() and not out.exists()
+    assert os.listdir(tmp_path) == ["r.edf.journal"]  # no temp file either
+
+
+def test_recover_a_journal_with_a_bad_line_says_so_and_keeps_the_samples(tmp_path):
+    from physioemo.acquisition.recorder import Recorder
+
+    out = tmp_path / "x.edf"
+    rec = Recorder(out, ["A"], 250.0, physical_min=-1.0, physical_max=1.0).start()
+    rec.write(np.full((1, 300), 0.5))
+    rec.abort()
+    with open(journal_path(out) / "annotations.jsonl", "a") as fid:
+        fid.write('{"onset": "x"}\n')
+    # in a process of its own: the log goes to a real stderr
+    done = subprocess.run([sys.executable, "-m", "physioemo.cli.main", "recover", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == str(out)
+    assert "Traceback" not in done.stderr
+    assert "line 1 unreadable (onset 'x' is not a number >= 0)" in done.stderr
+    raw = mne.io.read_raw_edf(out, preload=True, verbose="error")
+    np.testing.assert_allclose(raw.get_data()[0, :300] * 1e6, 0.5, atol=2 / 65535)
+    assert sorted(os.listdir(tmp_path)) == ["x.edf", "x.json"]
