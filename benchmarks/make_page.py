@@ -28,7 +28,7 @@ PAGE = ROOT / "docs" / "benchmarks.md"
 
 #: Order of the sections (other result files follow alphabetically).
 ORDER = ("dsp.md", "dreamer.md", "train.md", "train-1thread.md", "train-cuda.md", "acquire.md",
-         "tune.md")
+         "markers.md", "tune.md")
 
 _DATE = re.compile(r"\b(20\d\d-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d)?)?(?: ?UTC)?)")
 

@@ -282,6 +282,27 @@ class JournalWriter:
 
 
 # -- reading -----------------------------------------------------------------------------------
+def _number(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and \
+        math.isfinite(value)
+
+
+def _header_values(header):
+    """Say what is wrong with a header's values (empty string if nothing)."""
+    names = header["ch_names"]
+    if not isinstance(names, list) or not names or \
+            not all(isinstance(n, str) for n in names):
+        return f"ch_names {names!r} (expected a non-empty list of names)"
+    if not _number(header["sfreq"]) or header["sfreq"] <= 0:
+        return f"sfreq {header['sfreq']!r} (expected a positive number)"
+    lo, hi = header["physical_min"], header["physical_max"]
+    if not (_number(lo) and _number(hi) and lo < hi):
+        return f"physical range {lo!r} to {hi!r} (expected min < max)"
+    if header["filetype"] not in ("edf", "bdf") or not _number(header["start_time"]):
+        return f"filetype {header['filetype']!r} / start_time {header['start_time']!r}"
+    return ""
+
+
 def _read_header(journal):
     problems = []
     for name in (HEADER, HEADER_COPY):
@@ -307,6 +328,10 @@ def _read_header(journal):
         if missing:
             problems.append(f"{name} lacks {', '.join(missing)}")
             continue
+        wrong = _header_values(header)
+        if wrong:
+            problems.append(f"{name} has {wrong}")
+            continue
         return header, problems
     size = (journal / SAMPLES).stat().st_size if (journal / SAMPLES).exists() else 0
     raise DataError(f"recording journal {str(journal)!r} has no readable header ("
@@ -323,8 +348,7 @@ def _annotation(obj):
     out = dict(obj)
     for key, default in (("onset", None), ("duration", 0.0)):
         value = obj.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                not math.isfinite(value) or value < 0:
+        if not _number(value) or value < 0:
             raise ValueError(f"{key} {value!r} is not a number >= 0")
         out[key] = float(value)
     if not isinstance(obj.get("description"), str):
@@ -370,7 +394,11 @@ def read_journal(journal):
     data = raw[:n_times * 8 * n_channels].view("<f8").reshape(n_times, n_channels).T
     annotations = []
     path = journal / ANNOTATIONS
-    lines = path.read_bytes().split(b"\n") if path.exists() else []
+    try:
+        lines = path.read_bytes().split(b"\n") if path.exists() else []
+    except OSError as err:
+        problems.append(f"{ANNOTATIONS} cannot be read ({err.strerror or err})")
+        lines = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue

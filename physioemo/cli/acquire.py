@@ -16,7 +16,11 @@ examples:
   echo "stim 3" | nc -q0 127.0.0.1 5000      # send a marker while recording
 
 Stop with --duration, Ctrl-C or q (a clean stop finishes the current second and loses
-nothing). Devices: `physioemo devices`.
+nothing). Devices: `physioemo devices`. With tcp:0 or udp:0 the log says which port was
+bound. Every marker is kept whole in the sidecar (FILE.json, "markers"); the EDF+ holds
+at most 64 annotations per second and 40 bytes of text each, and the sidecar and the log
+say exactly which markers it shortened or could not hold. --force never touches a
+recording that is still running (its process holds the journal's lock).
 """
 
 #: Every option (config-file keys are these names) with its default.

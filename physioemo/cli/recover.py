@@ -7,6 +7,12 @@ DESCRIPTION = """Rebuild the EDF+ (or BDF+) of a recording that was interrupted 
 a power loss or kill -9, from its journal (FILE.edf.journal/). At most the last second
 before the crash is lost; the sidecar JSON is marked "recovered": true.
 
+A recording that is still running (its process holds the journal's lock) is refused.
+Every readable sample is kept: a damaged header.json is replaced by its copy
+header.bak.json; unreadable annotation lines are reported and kept in the sidecar
+("journal_problems"); NaN/inf samples are written as 0 under a "BAD physioemo: NaN/inf
+written as 0" annotation and counted per channel ("nonfinite_samples").
+
 examples:
   physioemo recover session1.edf
   physioemo recover session1.edf --force   # replace an existing session1.edf

@@ -233,3 +233,20 @@ def test_fuzz_recover_never_loses_a_readable_sample(tmp_path, data, name):
             assert texts == texts_written
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(
             f"{trial}.")) == [f"{trial}.edf", f"{trial}.json"]
+
+
+def test_a_header_with_impossible_values_is_refused_with_its_reason(tmp_path, data):
+    import hashlib
+
+    path = tmp_path / "v.edf"
+    journal = _crashed(path, data)
+    for name in (HEADER, HEADER_COPY):  # consistent checksums, impossible content
+        header = json.loads((journal / name).read_text())
+        header["ch_names"] = []
+        body = {k: v for k, v in header.items() if k != "sha256"}
+        header["sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()
+                                          ).hexdigest()
+        (journal / name).write_text(json.dumps(header))
+    with pytest.raises(DataError, match=r"header.json has ch_names \[\] \(expected a "
+                                        r"non-empty list of names\)"):
+        recover(path)
