@@ -99,7 +99,8 @@ class JournalLock:
     def write_owner(self):
         """Write this process's id into the lock file (for other processes' messages)."""
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.write(self._fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
 
     def release(self):
         """Release the lock (closing the file releases it)."""

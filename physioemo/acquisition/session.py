@@ -436,17 +436,30 @@ class Acquisition:
                                  "p99": float(np.percentile(lat, 99) * 1e3),
                                  "n_chunks": len(self.latencies_s)},
             "source": self.source.info(),
+            "markers_lost_in_transport": self._transport_losses(),
         }
         self.summary = summary
         if self.recorder is not None and self._recording:
             try:
                 summary["file"] = str(self.recorder.close(metadata={
                     "telemetry": summary["telemetry"], "online": summary["online"],
-                    "events": summary["events"], "source": summary["source"]}))
+                    "events": summary["events"], "source": summary["source"],
+                    "markers_lost_in_transport": summary["markers_lost_in_transport"]}))
             except DataError:
                 self.recorder.abort()
                 raise
         return summary
+
+    def _transport_losses(self):
+        """Markers the operating system dropped before a listener read them (UDP)."""
+        lost = {lst.origin: lst.n_lost for lst in self.listeners
+                if getattr(lst, "n_lost", None)}
+        for origin, n in lost.items():
+            logger.warning("at least %d %s markers were dropped by the operating system "
+                           "before physioemo could read them (the sender was faster than "
+                           "the reader and %s has no flow control); send bursts over TCP",
+                           n, origin.upper(), origin.upper())
+        return lost
 
     def state(self):
         """Return a snapshot for the live view."""

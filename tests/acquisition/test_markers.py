@@ -1,6 +1,7 @@
 """Marker sources: loopback TCP/UDP text markers and LSL marker streams."""
 
 import socket
+import sys
 import time
 
 import pytest
@@ -186,3 +187,18 @@ def test_keyboard_needs_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     with pytest.raises(DeviceError, match="need an interactive terminal"):
         KeyboardMarkers(MarkerHub()).start()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/net/udp is Linux")
+def test_udp_datagrams_the_kernel_dropped_are_counted():
+    hub = MarkerHub()
+    udp = UDPMarkers(hub, 0)
+    udp._open()  # bound, but no reader yet: the receive buffer fills up
+    n = 20000  # 20 MB: more than any receive buffer
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for i in range(n):
+            sock.sendto(b"%05d" % i + b"x" * 1000, ("127.0.0.1", udp.port))
+    udp.stop()  # reads what waits, then counts what the kernel dropped
+    got = hub.drain()
+    assert 0 < len(got) < n  # the buffer did overflow
+    assert udp.n_lost == n - len(got)
