@@ -438,7 +438,7 @@ def predict(out, rec, checkpoint, args):
         baseline = f"the first {b_len:.2f} s (no usable 'baseline' marker)"
     argv = ["predict", "--checkpoint", str(checkpoint), "--edf", str(rec["edf"]), "--out",
             str(csv_path), "--baseline-start", f"{b0:.4f}", "--baseline-seconds",
-            f"{b_len:.4f}", *_common_flags(args)]
+            f"{b_len:.4f}", "--resample", *_common_flags(args)]
     from .main import run_command
 
     code = run_command(argv)
