@@ -191,3 +191,45 @@ def _write_entry(entry, key, data, labels):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def load_subjects(path, numbers=None, *, cache_dir=None):
+    """Preprocess only the subjects a run needs, and identify the data independently of them.
+
+    Parameters
+    ----------
+    path : str | Path
+        The DREAMER file.
+    numbers : sequence of int | None
+        DREAMER's 1-based subject numbers; ``None`` means every subject in the file. A
+        subject that is not asked for is never read, so its NaNs or short clips do not
+        block the others.
+    cache_dir : str | Path | None
+        Cache folder (see :func:`load_preprocessed`).
+
+    Returns
+    -------
+    data : ndarray of float32, shape (n_loaded, n_clips, 14, 7680)
+        Preprocessed EEG of the subjects, in the order given.
+    labels : ndarray of int64, shape (n_loaded, n_clips, 3)
+        Their classes.
+    numbers : ndarray of int64, shape (n_loaded,)
+        The 1-based number of each loaded subject.
+    data_id : str
+        The source file's content hash and the preprocessing version: the same whichever
+        subjects were loaded (for a run's resume guard).
+    """
+    path = check_path("DREAMER file", path, hint=_WHERE_TO_GET)
+    n_subjects = load_dreamer(path, lazy=True).n_subjects
+    if numbers is not None:
+        numbers = [int(n) for n in numbers]
+        bad = [n for n in numbers if not 1 <= n <= n_subjects]
+        if bad:
+            raise ParameterError(f"subjects {bad} are not in {str(path)!r}, which holds "
+                                 f"subjects 1..{n_subjects}; pick subjects in that range.")
+    subjects = None if numbers is None else [n - 1 for n in numbers]
+    data, labels = load_preprocessed(path, subjects=subjects, cache_dir=cache_dir)
+    loaded = np.arange(1, n_subjects + 1) if numbers is None else np.asarray(numbers)
+    memo = Path(cache_dir).expanduser() if cache_dir is not None else None
+    data_id = f"sha256:{file_sha256(path, memo_dir=memo)[:20]}/v{PREPROCESS_VERSION}"
+    return data, labels, loaded.astype(np.int64), data_id
