@@ -135,10 +135,9 @@ def prepare_out(out):
     import shutil
 
     from ..exceptions import UsageError
+    from ..utils._checks import check_output_path
 
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file; the demo writes a folder; choose "
-                         "another --out.")
+    check_output_path(out, kind="dir")  # a file, an unwritable place: refused before work
     replaced = False
     if out.is_dir() and any(out.iterdir()):
         if not (out / MARKER_FILE).is_file():

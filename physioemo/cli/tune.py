@@ -318,20 +318,20 @@ def run(args):
     """Run the search."""
     import multiprocessing
     import sys
-    from pathlib import Path
 
     import optuna
 
     from ..exceptions import PhysioEmoError
     from ..tuning import study as st
     from ..tuning.outputs import write_outputs
+    from ..utils._checks import check_output_path
     from ..utils.config import write_run_metadata
     from ..utils.logging import logger
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = _settings(args)
     _check_settings(s)
-    out = Path(s["out"])
+    out = check_output_path(s["out"], kind="dir", inputs=(s["dreamer"], s["search_space"]))
     spec = st.resolve_storage(s["storage"], out, jobs=s["jobs"])
     name = _study_name(s)
     logger.info("study %r in %s (%s), %d trial(s) in total, %d worker process(es)", name,
