@@ -8,7 +8,9 @@ in --out: config.yaml (the resolved settings; `--config out/config.yaml` reprodu
 run.json (seed, versions), results.jsonl (one line per subject and fold, written as computed;
 a rerun into the same --out resumes), results.csv / results.md (per subject and
 mean ± std over subjects), report.html (self-contained, with plots) and checkpoints/ (the last
-trained model of each subject, for `physioemo predict`).
+trained model of each subject, for `physioemo predict`). Nothing is written before the
+inputs are validated; with --subjects, the subject-dependent protocols (sd, sd-strict,
+no-pretrain) preprocess only those subjects (`physioemo info` lists the usable ones).
 
 protocols:
   sd           the paper's subject-dependent recipe (10 temporal blocks per clip;
