@@ -106,6 +106,7 @@ def normalize_recording(data, sfreq, baseline_start_s=0.0, baseline_s=10.0,
 def run(args):
     """Run the prediction."""
     import csv
+    import io
 
     import mne
     import numpy as np
@@ -115,6 +116,7 @@ def run(args):
     from ..exceptions import DataError
     from ..models import load_checkpoint
     from ..utils._checks import check_number, check_output_path, check_path, check_resample
+    from ..utils.config import atomic_write_text
 
     ckpt = check_path("checkpoint", args.checkpoint,
                       hint="pass a .pt file from an evaluate run's checkpoints/ folder")
@@ -154,13 +156,14 @@ def run(args):
         proba = torch.cat([torch.softmax(model(torch.from_numpy(windows[i:i + 1024])), 1)
                            for i in range(0, len(windows), 1024)]).numpy()
     n_classes = proba.shape[1]
-    with open(out, "w", newline="") as fid:
-        writer = csv.writer(fid)
-        writer.writerow(["window", "start_s"] + [f"p_rating{k + 1}" for k in range(n_classes)]
-                        + ["predicted_rating"])
-        for i, (s, p) in enumerate(zip(starts, proba, strict=True)):
-            writer.writerow([i, f"{s / sfreq:.3f}"] + [f"{v:.6f}" for v in p]
-                            + [int(p.argmax()) + 1])
+    fid = io.StringIO()  # written whole, then renamed: --force never leaves half a file
+    writer = csv.writer(fid)
+    writer.writerow(["window", "start_s"] + [f"p_rating{k + 1}" for k in range(n_classes)]
+                    + ["predicted_rating"])
+    for i, (s, p) in enumerate(zip(starts, proba, strict=True)):
+        writer.writerow([i, f"{s / sfreq:.3f}"] + [f"{v:.6f}" for v in p]
+                        + [int(p.argmax()) + 1])
+    atomic_write_text(out, fid.getvalue())
     dim = extra.get("dimension", "rating")
     counts = np.bincount(proba.argmax(1), minlength=n_classes)
     print(f"{len(starts)} windows of {edf.name} -> {out}; predicted {dim} ratings 1..5: "

@@ -159,3 +159,28 @@ def test_predict_bad_out_is_refused_before_work(tmp_path, checkpoint, capsys, mo
     assert main(["predict", "--checkpoint", str(path), "--edf", str(edf), "--out", where,
                  "--force"]) == 1
     assert match in _one_error_line(capsys)
+
+
+def test_predict_force_never_leaves_half_a_file(tmp_path, checkpoint, monkeypatch):
+    path, _ = checkpoint
+    edf = tmp_path / "rec.edf"
+    _write_edf(edf, list(EEG_CHANNELS), 128, 12)
+    out = tmp_path / "p.csv"
+    out.write_text("the previous predictions\n")
+    real = csv.writer
+
+    class Dying:
+        def __init__(self, fid):
+            self.writer, self.n = real(fid), 0
+
+        def writerow(self, row):
+            self.n += 1
+            if self.n == 5:
+                raise OSError("disk full")
+            self.writer.writerow(row)
+
+    monkeypatch.setattr(csv, "writer", Dying)
+    with pytest.raises(OSError, match="disk full"):
+        main(["predict", "--checkpoint", str(path), "--edf", str(edf), "--out", str(out),
+              "--force", "-q"])
+    assert out.read_text() == "the previous predictions\n"
