@@ -13,8 +13,12 @@ class ParameterError(PhysioEmoError, ValueError):
     """A parameter value is invalid (wrong type, out of range, inconsistent)."""
 
 
-class DataError(PhysioEmoError):
-    """Input data is missing, corrupt or has the wrong layout."""
+class DataError(PhysioEmoError, ValueError):
+    """Input data is missing, corrupt or has the wrong layout (NaN, a bad file...).
+
+    A :class:`ValueError`, like :class:`ParameterError`, so that the ``except ValueError``
+    which catches numpy's, scipy's and MNE's bad-value errors catches ours too.
+    """
 
 
 class DeviceError(PhysioEmoError):

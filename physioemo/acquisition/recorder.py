@@ -16,7 +16,6 @@ import base64
 import datetime
 import errno
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import DataError, ParameterError
-from ..utils._checks import check_number, check_sfreq
+from ..utils._checks import check_number, check_output_path, check_sfreq
 from ..utils.config import atomic_write_text
 from ..utils.logging import logger
 from .edf import NONFINITE_ANNOTATION, PADDING_ANNOTATION, write_edf
@@ -57,7 +56,7 @@ def _filetype(path):
     return suffix[1:]
 
 
-def check_output(path, *, force=False):
+def check_output(path, *, force=False, inputs=()):
     """Check that a recording can be written at ``path`` before the device starts.
 
     Parameters
@@ -65,7 +64,9 @@ def check_output(path, *, force=False):
     path : str | Path
         The output EDF/BDF file.
     force : bool
-        Allow replacing an existing file (and a left-over journal).
+        Allow replacing an existing file (and a left-over journal), never an input.
+    inputs : iterable of str | Path | None
+        Files the recording reads (a playback file), which it must never replace.
 
     Returns
     -------
@@ -84,23 +85,8 @@ def check_output(path, *, force=False):
                             "without closing (crash, power loss or kill; no process owns "
                             f"it) exists; run `physioemo recover {path}` to rebuild that "
                             "recording, or pass --force to discard it.")
-    for existing in (path, sidecar_path(path)):
-        if existing.exists() and not force:
-            raise DataError(f"output file {str(existing)!r} already exists; physioemo never "
-                            "overwrites a recording; choose another --out or pass --force.")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise DataError(f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist; "
-                        "create it or choose another --out.")
-    probe = parent / f".{path.name}.probe{os.getpid()}"
-    try:  # os.access() says yes to root even where writing fails, so really try
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise DataError(f"cannot write {str(path)!r}: folder {str(parent)!r} is not writable "
-                        f"({err.strerror or err}); choose another --out or fix the "
-                        "permissions.") from None
-    return path
+    check_output_path(sidecar_path(path), force=force, inputs=inputs, name="--out's sidecar")
+    return check_output_path(path, force=force, inputs=inputs)
 
 
 class Recorder:
@@ -354,9 +340,8 @@ def finalize(journal, path, *, metadata=None, force=False, recovered=False, lock
                         f"stopped before its first sample was stored; {len(annotations)} "
                         "annotations); there is nothing to recover; delete the journal, or "
                         "record again with --force.")
-    if (path.exists() or sidecar_path(path).exists()) and not force:
-        raise DataError(f"output file {str(path)!r} already exists; physioemo never "
-                        "overwrites a recording; move it away or pass --force.")
+    check_output_path(sidecar_path(path), force=force, name="the sidecar")
+    check_output_path(path, force=force, name="output file")
     for problem in problems:
         logger.warning("%s: %s", journal, problem if len(problem) < 300
                        else problem[:300] + "... (in full in the sidecar)")

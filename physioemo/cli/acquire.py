@@ -116,7 +116,7 @@ def run(args):
             raise UsageError(f"--{key} is required; pass e.g. --device synthetic --out "
                              "rec.edf (see `physioemo acquire --help`).")
     profile = load_profile(s["device"])
-    out = check_output(s["out"], force=bool(s["force"]))
+    out = check_output(s["out"], force=bool(s["force"]), inputs=(s["file"], s["model"]))
     source = BrainFlowSource(profile, serial_port=s["serial_port"], mac_address=s["mac"],
                              ip_address=s["ip"], ip_port=s["ip_port"], file=s["file"],
                              master=s["master"], speed=s["speed"])

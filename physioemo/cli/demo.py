@@ -135,10 +135,9 @@ def prepare_out(out):
     import shutil
 
     from ..exceptions import UsageError
+    from ..utils._checks import check_output_path
 
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file; the demo writes a folder; choose "
-                         "another --out.")
+    check_output_path(out, kind="dir")  # a file, an unwritable place: refused before work
     replaced = False
     if out.is_dir() and any(out.iterdir()):
         if not (out / MARKER_FILE).is_file():
@@ -438,7 +437,7 @@ def predict(out, rec, checkpoint, args):
         baseline = f"the first {b_len:.2f} s (no usable 'baseline' marker)"
     argv = ["predict", "--checkpoint", str(checkpoint), "--edf", str(rec["edf"]), "--out",
             str(csv_path), "--baseline-start", f"{b0:.4f}", "--baseline-seconds",
-            f"{b_len:.4f}", *_common_flags(args)]
+            f"{b_len:.4f}", "--resample", *_common_flags(args)]
     from .main import run_command
 
     code = run_command(argv)

@@ -8,7 +8,9 @@ in --out: config.yaml (the resolved settings; `--config out/config.yaml` reprodu
 run.json (seed, versions), results.jsonl (one line per subject and fold, written as computed;
 a rerun into the same --out resumes), results.csv / results.md (per subject and
 mean ± std over subjects), report.html (self-contained, with plots) and checkpoints/ (the last
-trained model of each subject, for `physioemo predict`).
+trained model of each subject, for `physioemo predict`). Nothing is written before the
+inputs are validated; with --subjects, the subject-dependent protocols (sd, sd-strict,
+no-pretrain) preprocess only those subjects (`physioemo info` lists the usable ones).
 
 protocols:
   sd           the paper's subject-dependent recipe (10 temporal blocks per clip;
@@ -100,7 +102,7 @@ def resolve_settings(args):
 
 
 def _check(settings):
-    from ..exceptions import UsageError
+    from ..exceptions import ParameterError, UsageError
     from ..utils._checks import check_number, check_option
 
     if not settings["out"]:
@@ -129,6 +131,12 @@ def _check(settings):
     check_number("synthetic_subjects", settings["synthetic_subjects"], low=2, high=23,
                  integer=True)
     if settings["subjects"] is not None:
+        if isinstance(settings["subjects"], int | str):  # `subjects: 1` in a config file
+            settings["subjects"] = [settings["subjects"]]
+        if not isinstance(settings["subjects"], list | tuple) or not settings["subjects"]:
+            raise ParameterError(f"subjects must be a list of subject numbers 1..23, got "
+                                 f"{settings['subjects']!r}; write e.g. `subjects: [1, 2]` "
+                                 "in --config or --subjects 1 2.")
         settings["subjects"] = [check_number("subjects", s, low=1, high=23, integer=True,
                                              hint="number subjects 1..23 as DREAMER does")
                                 for s in settings["subjects"]]
@@ -146,8 +154,8 @@ def _refuse_other_settings(out, settings):
     from ..utils.config import _plain, load_config
 
     path = out / "config.yaml"
-    if not path.exists():
-        return
+    if not path.exists() or not any(p.stat().st_size for p in out.glob("**/results.jsonl")):
+        return  # nothing yet, or a run that failed before its first result
     old = load_config(path)
     new = yaml.safe_load(yaml.safe_dump(_plain(settings)))
     diff = sorted(k for k in set(old) | set(new)
@@ -162,28 +170,32 @@ def _refuse_other_settings(out, settings):
 
 def run(args):
     """Run the evaluation."""
-    import os
     import sys
     from pathlib import Path
 
-    from ..datasets import load_preprocessed, make_synthetic_dreamer
+    import numpy as np
+
+    from ..datasets import make_synthetic_dreamer
+    from ..datasets.cache import load_subjects
     from ..datasets.dreamer import ENV_VAR
     from ..evaluation.protocols import run_protocol
     from ..evaluation.report import build_report
-    from ..exceptions import ParameterError
+    from ..utils._checks import check_output_path
     from ..utils.config import write_run_metadata
     from ..utils.logging import logger
 
     settings = resolve_settings(args)
     _check(settings)
-    out = Path(settings["out"])
+    # Nothing is written before the inputs are validated: a failed run leaves no
+    # config.yaml/run.json that would make the corrected rerun look like "other settings".
+    out = check_output_path(settings["out"], kind="dir", inputs=(settings["dreamer"],))
     notes = []
-    path = settings["dreamer"] or os.environ.get(ENV_VAR)
+    path = settings["dreamer"]
     if path is not None:
         settings["dreamer"] = str(path)
     _refuse_other_settings(out, settings)
-    out.mkdir(parents=True, exist_ok=True)
     if path is None:
+        out.mkdir(parents=True, exist_ok=True)
         path = out / "synthetic_dreamer.mat"
         n_subj = int(settings["synthetic_subjects"])
         if settings["subjects"]:
@@ -197,20 +209,17 @@ def run(args):
                "say nothing about real EEG.")
         logger.warning(msg)
         notes.append(msg)
-    write_run_metadata(out, settings, seed=settings["seed"], command=sys.argv)
 
     cache_dir = settings["cache_dir"] or (out / "cache" if notes else None)
-    data, labels = load_preprocessed(path, cache_dir=cache_dir)
-    n_subjects = data.shape[0]
-    subjects = None
-    if settings["subjects"] is not None:
-        bad = [s for s in settings["subjects"] if s > n_subjects]
-        if bad:
-            raise ParameterError(f"subjects {bad} are not in {str(path)!r}, which holds "
-                                 f"subjects 1..{n_subjects}; pick subjects in that range.")
-        subjects = [s - 1 for s in settings["subjects"]]
+    # subject-independent protocols train on the other subjects: they need them all
+    data, labels, numbers, data_id = load_subjects(
+        path, None if settings["protocol"] in SI_PROTOCOLS else settings["subjects"],
+        cache_dir=cache_dir)
+    write_run_metadata(out, settings, seed=settings["seed"], command=sys.argv)
     smoothings = (["gaussian", "onehot"] if settings["smoothing"] == "both"
                   else [settings["smoothing"]])
+    subjects = None if settings["subjects"] is None else [
+        int(np.flatnonzero(numbers == s)[0]) for s in settings["subjects"]]
     run_dirs = []
     for smoothing in smoothings:
         run_dir = out if len(smoothings) == 1 else out / smoothing
@@ -222,7 +231,7 @@ def run(args):
                      smoothing=smoothing,
                      sigma=settings["sigma"], graph=settings["graph"], seed=settings["seed"],
                      out_dir=run_dir, n_jobs=settings["jobs"], n_threads=settings["threads"],
-                     device=settings["device"])
+                     device=settings["device"], subject_numbers=numbers, data_id=data_id)
         run_dirs.append(run_dir)
     paths = build_report(run_dirs, out, notes=notes,
                          title=f"physioemo evaluate: {settings['protocol']}, "

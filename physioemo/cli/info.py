@@ -5,7 +5,11 @@ from __future__ import annotations
 HELP = "summarise a DREAMER file: subjects, clips, durations, rating histograms"
 DESCRIPTION = """Read a DREAMER.mat (the real one or a synthetic stand-in) and print a summary:
 file format and size, subjects and clips, stimulus durations per clip, rating histograms per
-dimension, and the classes each subject never used (which matter for per-subject folds).
+dimension, the classes each subject never used (which matter for per-subject folds), and
+which subjects `physioemo evaluate` can use: each subject is preprocessed as evaluate does,
+and the first problem of each unusable one is named (NaN or infinite samples, a stimulus
+shorter than 60 s, a flat channel). The exit code is 0 either way; `evaluate --subjects`
+with usable subjects only works even if others are unusable.
 
 The file is given by --dreamer PATH or the PHYSIOEMO_DREAMER_PATH environment variable.
 DREAMER is distributed by its authors on request (https://zenodo.org/record/546113).
@@ -22,13 +26,16 @@ def add_arguments(parser):
                         help="the DREAMER.mat file (default: $PHYSIOEMO_DREAMER_PATH)")
 
 
-def summarize(dreamer):
+def summarize(dreamer, problems=None):
     """Return the summary printed by ``physioemo info`` as text.
 
     Parameters
     ----------
     dreamer : Dreamer
         A loaded file.
+    problems : dict of int to str | None
+        From :func:`physioemo.datasets.validation.check_subjects`; adds the usable
+        subjects and the problem of each other one.
 
     Returns
     -------
@@ -72,13 +79,19 @@ def summarize(dreamer):
             missing = [str(c) for c in classes if not (ratings[s, :, d] == c).any()]
             cells.append(f"{','.join(missing) or '-':<15}")
         lines.append(f"{s + 1:>7d} " + " ".join(cells))
+    if problems is not None:
+        usable = [n for n, p in problems.items() if p is None]
+        lines += ["", f"usable by evaluate: {len(usable)} of {len(problems)} subjects"
+                  + (f" ({' '.join(map(str, usable))})" if usable else "")]
+        lines += [f"unusable subject {n}: {p}" for n, p in problems.items() if p is not None]
     return "\n".join(lines)
 
 
 def run(args):
     """Print the summary."""
     from ..datasets.dreamer import load_dreamer
+    from ..datasets.validation import check_subjects
 
     dreamer = load_dreamer(args.dreamer, lazy=True)
-    print(summarize(dreamer))
+    print(summarize(dreamer, check_subjects(dreamer)))
     return 0

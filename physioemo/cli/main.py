@@ -80,6 +80,7 @@ def main(argv=None):
     code : int
         0 on success, 1 for data/device errors, 2 for usage errors, 130 on Ctrl-C.
     """
+    from ..utils.config import warn_unknown_env
     from ..utils.logging import configure_logging
 
     parser = build_parser()
@@ -91,6 +92,7 @@ def main(argv=None):
         parser.print_help()
         return 2
     configure_logging(-1 if args.quiet else args.verbose)
+    warn_unknown_env()
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:

@@ -9,17 +9,22 @@ EDF/EDF+ recording and write one row per window: start time, the probability of 
 
 Preprocessing follows the DREAMER recipe (histn-spec section 1) as far as a recording
 allows: the checkpoint's channels are picked by name (case-insensitive; an "EEG " prefix and
-a "-REF"/"-LE" suffix are ignored) and the command refuses if one is missing; the signal is
-resampled to 128 Hz; each channel is z-scored with the mean and population std of a
-BASELINE segment of the recording itself (default: its first 10 s, --baseline-start /
---baseline-seconds; DREAMER used a neutral 61-s clip before each stimulus, take the middle
-10 s of such a segment if your recording has one); then each consecutive 60-s segment of
-each channel is divided by its maximum absolute value (as each 60-s DREAMER clip was).
+a "-REF"/"-LE" suffix are ignored) and the command refuses if one is missing; a recording
+at another rate than the model's (128 Hz) is refused unless --resample is given, which
+resamples it (MNE, FFT-based with anti-aliasing; logged as a warning, since upsampling
+cannot restore the band above the recording's Nyquist); each channel is z-scored with the
+mean and population std of a BASELINE segment of the recording itself (default: its first
+10 s, --baseline-start / --baseline-seconds; DREAMER used a neutral 61-s clip before each
+stimulus, take the middle 10 s of such a segment if your recording has one); then each
+consecutive 60-s segment of each channel is divided by its maximum absolute value (as each
+60-s DREAMER clip was). The output never replaces an existing file without --force, nor
+the EDF or the checkpoint even with --force.
 Windows are 1 s (128 samples) every --step seconds over the whole recording.
 
 examples:
   physioemo predict --checkpoint run/checkpoints/subject01.pt --edf rec.edf --out pred.csv
   physioemo predict --checkpoint model.pt --edf rec.edf --baseline-start 25.5 --step 0.5
+  physioemo predict --checkpoint model.pt --edf rec256.edf --resample --out p.csv --force
 """
 
 #: Length of the segments that are max-abs scaled (one DREAMER clip, 60 s).
@@ -39,6 +44,11 @@ def add_arguments(parser):
                         default=10.0, metavar="S", help="baseline length in s (default 10)")
     parser.add_argument("--step", type=float, default=1.0, metavar="S",
                         help="seconds between window starts (default 1)")
+    parser.add_argument("--resample", action="store_true",
+                        help="resample a recording whose rate differs from the model's "
+                             "(refused otherwise; logged)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out file (never the EDF or checkpoint)")
 
 
 def _norm(name):
@@ -96,7 +106,7 @@ def normalize_recording(data, sfreq, baseline_start_s=0.0, baseline_s=10.0,
 def run(args):
     """Run the prediction."""
     import csv
-    from pathlib import Path
+    import io
 
     import mne
     import numpy as np
@@ -105,13 +115,15 @@ def run(args):
     from ..datasets.dreamer import EEG_CHANNELS
     from ..exceptions import DataError
     from ..models import load_checkpoint
-    from ..utils._checks import check_number, check_path
-    from ..utils.logging import logger
+    from ..utils._checks import check_number, check_output_path, check_path, check_resample
+    from ..utils.config import atomic_write_text
 
     ckpt = check_path("checkpoint", args.checkpoint,
                       hint="pass a .pt file from an evaluate run's checkpoints/ folder")
     edf = check_path("EDF file", args.edf, hint="pass the path of an .edf recording")
     step_s = check_number("step", args.step, low=0, low_inclusive=False)
+    out = check_output_path(args.out or edf.with_suffix(".predictions.csv"), force=args.force,
+                            inputs=(edf, ckpt))
     model, extra = load_checkpoint(ckpt)
     extra = extra or {}
     ch_names = list(extra.get("ch_names") or getattr(model, "ch_names", None) or EEG_CHANNELS)
@@ -129,8 +141,7 @@ def run(args):
                         f"on (it has {raw.ch_names}); the recording must hold {ch_names}; "
                         "record or rename those channels.")
     raw.pick([available[_norm(c)] for c in ch_names])
-    if raw.info["sfreq"] != sfreq:
-        logger.info("resampling %s from %g Hz to %g Hz", edf.name, raw.info["sfreq"], sfreq)
+    if check_resample(repr(edf.name), raw.info["sfreq"], sfreq, resample=args.resample):
         raw.resample(sfreq, verbose="error")
     data = raw.get_data()
     if data.shape[-1] < window:
@@ -144,15 +155,15 @@ def run(args):
     with torch.no_grad():
         proba = torch.cat([torch.softmax(model(torch.from_numpy(windows[i:i + 1024])), 1)
                            for i in range(0, len(windows), 1024)]).numpy()
-    out = Path(args.out) if args.out else edf.with_suffix(".predictions.csv")
     n_classes = proba.shape[1]
-    with open(out, "w", newline="") as fid:
-        writer = csv.writer(fid)
-        writer.writerow(["window", "start_s"] + [f"p_rating{k + 1}" for k in range(n_classes)]
-                        + ["predicted_rating"])
-        for i, (s, p) in enumerate(zip(starts, proba, strict=True)):
-            writer.writerow([i, f"{s / sfreq:.3f}"] + [f"{v:.6f}" for v in p]
-                            + [int(p.argmax()) + 1])
+    fid = io.StringIO()  # written whole, then renamed: --force never leaves half a file
+    writer = csv.writer(fid)
+    writer.writerow(["window", "start_s"] + [f"p_rating{k + 1}" for k in range(n_classes)]
+                    + ["predicted_rating"])
+    for i, (s, p) in enumerate(zip(starts, proba, strict=True)):
+        writer.writerow([i, f"{s / sfreq:.3f}"] + [f"{v:.6f}" for v in p]
+                        + [int(p.argmax()) + 1])
+    atomic_write_text(out, fid.getvalue())
     dim = extra.get("dimension", "rating")
     counts = np.bincount(proba.argmax(1), minlength=n_classes)
     print(f"{len(starts)} windows of {edf.name} -> {out}; predicted {dim} ratings 1..5: "

@@ -26,12 +26,16 @@ def add_arguments(parser):
     parser.add_argument("--stimulus-seconds", type=float, default=None, metavar="S",
                         help="length of every stimulus in seconds (default: DREAMER-like "
                              "65-393 s per clip; use >= 60 for HiSTN preprocessing)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out file")
 
 
 def run(args):
     """Generate the file."""
     from ..datasets.synthetic import make_synthetic_dreamer
+    from ..utils._checks import check_output_path
 
+    check_output_path(args.out, force=args.force, parents=True)
     seed = 0 if args.seed is None else args.seed
     path = make_synthetic_dreamer(args.out, n_subjects=args.subjects, n_clips=args.clips,
                                   stimulus_seconds=args.stimulus_seconds, seed=seed)

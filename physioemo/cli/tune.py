@@ -169,7 +169,7 @@ def _build_objective(s, *, n_threads=None):
     from ..exceptions import ParameterError
     from ..tuning.objective import ProtocolObjective, ProtocolRunner, load_runner
     from ..tuning.objective import searchable_params as _searchable
-    from ..tuning.search_space import load_search_space
+    from ..tuning.search_space import VALID_RANGES, load_search_space
     from ..utils.logging import logger
     from .evaluate import DEFAULTS as EVALUATE_KEYS
 
@@ -191,7 +191,7 @@ def _build_objective(s, *, n_threads=None):
 
         space = load_search_space(space_path, allowed=_searchable(EVALUATE_KEYS),
                                   what="run_protocol that `physioemo evaluate --config` "
-                                       "also accepts")
+                                       "also accepts", ranges=VALID_RANGES)
         path = check_path("DREAMER file", s["dreamer"], env_var=ENV_VAR,
                           hint=f"pass --dreamer PATH or set {ENV_VAR}")
         logger.info("loading %s", path)
@@ -282,8 +282,9 @@ def _worker(s, spec_kind, spec_url, index, verbosity, built=None):
     return counts
 
 
-def _worker_process(s, spec_kind, spec_url, index, verbosity):
+def _worker_process(s, spec_kind, spec_url, index, verbosity, error_file):
     import sys
+    from pathlib import Path
 
     from ..exceptions import PhysioEmoError
 
@@ -291,29 +292,46 @@ def _worker_process(s, spec_kind, spec_url, index, verbosity):
         _worker(s, spec_kind, spec_url, index, verbosity)
     except KeyboardInterrupt:
         sys.exit(130)
-    except PhysioEmoError as err:
+    except BaseException as err:  # the parent names it, whatever became of this stderr
+        text = str(err) if isinstance(err, PhysioEmoError) else f"{type(err).__name__}: {err}"
+        Path(error_file).write_text(" ".join(text.split()))
+        if not isinstance(err, PhysioEmoError):
+            raise
         print(f"physioemo tune (worker {index}): error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def _worker_failure(proc, error_file):
+    """One phrase saying why a worker process stopped (its error, or the signal)."""
+    import signal
+
+    if error_file.is_file():
+        return f"{proc.name}: {error_file.read_text()}"
+    if proc.exitcode is not None and proc.exitcode < 0:
+        sig = signal.Signals(-proc.exitcode).name
+        hint = " (out of memory, or killed by hand?)" if sig == "SIGKILL" else ""
+        return f"{proc.name} was killed by {sig}{hint}"
+    return f"{proc.name} exited with code {proc.exitcode} without an error message"
 
 
 def run(args):
     """Run the search."""
     import multiprocessing
     import sys
-    from pathlib import Path
 
     import optuna
 
     from ..exceptions import PhysioEmoError
     from ..tuning import study as st
     from ..tuning.outputs import write_outputs
+    from ..utils._checks import check_output_path
     from ..utils.config import write_run_metadata
     from ..utils.logging import logger
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = _settings(args)
     _check_settings(s)
-    out = Path(s["out"])
+    out = check_output_path(s["out"], kind="dir", inputs=(s["dreamer"], s["search_space"]))
     spec = st.resolve_storage(s["storage"], out, jobs=s["jobs"])
     name = _study_name(s)
     logger.info("study %r in %s (%s), %d trial(s) in total, %d worker process(es)", name,
@@ -345,8 +363,11 @@ def run(args):
     else:
         objective = None  # each worker loads its own copy of the data
         ctx = multiprocessing.get_context("spawn")
+        errors = [out / f".worker-{i}.error" for i in range(s["jobs"])]
+        for path in errors:
+            path.unlink(missing_ok=True)
         procs = [ctx.Process(target=_worker_process, name=f"physioemo-tune-{i}",
-                             args=(s, spec.kind, spec.url, i, verbosity))
+                             args=(s, spec.kind, spec.url, i, verbosity, str(errors[i])))
                  for i in range(s["jobs"])]
         for p in procs:
             p.start()
@@ -357,11 +378,14 @@ def run(args):
             interrupted = True
             for p in procs:
                 p.join()
-        failed = [p.name for p in procs if p.exitcode not in (0, 130)]
+        failed = [_worker_failure(p, e) for p, e in zip(procs, errors, strict=True)
+                  if p.exitcode not in (0, 130)]
+        for path in errors:
+            path.unlink(missing_ok=True)
         if failed and not interrupted:
-            raise PhysioEmoError(f"worker process(es) {failed} stopped with an error (see "
-                                 f"above); the study is kept in {spec.masked}; fix the cause "
-                                 f"and re-run the same command to continue.")
+            raise PhysioEmoError(f"{len(failed)} of {len(procs)} worker process(es) stopped: "
+                                 f"{'; '.join(failed)}; the study is kept in {spec.masked}; "
+                                 "fix the cause and re-run the same command to continue.")
     study = optuna.load_study(study_name=name, storage=storage)
     notes = []
     if s["folds"] is not None:

@@ -2,10 +2,12 @@
 
 The cache key is a SHA-256 over, as canonical JSON:
 
-* the source file's identity: resolved path, size in bytes, ``st_mtime_ns``, and the SHA-1
-  of its first and last MiB (:data:`CONTENT_HASH_BYTES`; hashing all 2 GB would cost
-  seconds on every call, while any ordinary rewrite changes the size, the mtime or the
-  header/tail);
+* the source file's content: the SHA-256 of every byte (:func:`file_sha256`). Hashing the
+  2-GB DREAMER file takes seconds, so the hash is memoised in ``file-hashes.json`` in the
+  cache folder under the file's device, inode, size, ``st_mtime_ns`` and ``st_ctime_ns``.
+  An edit in place that restores the size and the mtime (``os.utime``) still changes the
+  ctime, which cannot be set back, so the file is hashed again and a stale entry is never
+  reused;
 * every preprocessing parameter and the subject list;
 * the physioemo version and :data:`physioemo.datasets.dreamer.PREPROCESS_VERSION`.
 
@@ -26,14 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..exceptions import ParameterError
+from ..exceptions import DataError, ParameterError
 from ..utils._checks import check_path
 from ..utils.logging import logger
 from . import dreamer as _dreamer
 from .dreamer import _WHERE_TO_GET, ENV_VAR, PREPROCESS_VERSION, histn_preprocess, load_dreamer
 
-#: Bytes hashed at the start and at the end of the source file.
-CONTENT_HASH_BYTES = 1 << 20
+#: Bytes read at a time when hashing a source file.
+_CHUNK = 1 << 23
+#: Memo of source-file hashes, in the cache folder.
+HASH_MEMO = "file-hashes.json"
 #: Environment variable overriding the default cache folder.
 CACHE_ENV_VAR = "PHYSIOEMO_CACHE_DIR"
 
@@ -44,35 +48,57 @@ def default_cache_dir():
     return Path(env).expanduser() if env else Path.home() / ".cache" / "physioemo"
 
 
-def file_identity(path):
-    """Describe a file for cache keys: path, size, mtime and a head/tail content hash.
+def file_sha256(path, *, memo_dir=None):
+    """SHA-256 of a file's content, memoised under its inode, size, mtime and ctime.
 
     Parameters
     ----------
     path : str | Path
         The file.
+    memo_dir : str | Path | None
+        Folder of the memo file (default: :func:`default_cache_dir`); an unwritable one
+        only costs a re-hash next time.
 
     Returns
     -------
-    identity : dict
-        ``path`` (resolved), ``size``, ``mtime_ns``, ``sha1_head_tail``.
+    sha256 : str
+        Hex digest of every byte of the file.
     """
+    from ..utils.config import atomic_write_text
+
     path = Path(path).resolve()
     st = path.stat()
-    h = hashlib.sha1()
+    stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    memo_path = Path(memo_dir if memo_dir is not None else default_cache_dir()) / HASH_MEMO
+    try:
+        memo = json.loads(memo_path.read_text())
+        if not isinstance(memo, dict):
+            memo = {}
+    except (OSError, ValueError):
+        memo = {}
+    entry = memo.get(str(path))
+    if isinstance(entry, dict) and entry.get("stamp") == stamp:
+        return entry["sha256"]
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        h.update(f.read(CONTENT_HASH_BYTES))
-        if st.st_size > CONTENT_HASH_BYTES:
-            f.seek(max(CONTENT_HASH_BYTES, st.st_size - CONTENT_HASH_BYTES))
-            h.update(f.read(CONTENT_HASH_BYTES))
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "sha1_head_tail": h.hexdigest()}
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if path.stat().st_ctime_ns == st.st_ctime_ns:  # not changed while it was read
+        memo[str(path)] = {"stamp": stamp, "sha256": digest}
+        try:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(memo_path, json.dumps(memo, indent=1, sort_keys=True))
+        except OSError as err:
+            logger.debug("could not memoise the hash of %s (%s)", path, err)
+    return digest
 
 
-def cache_key(path, params):
-    """SHA-256 hex key of a source file's identity and the preprocessing parameters."""
-    payload = {"source": file_identity(path), "params": params, "physioemo": __version__,
-               "preprocess_version": PREPROCESS_VERSION, "function": "histn_preprocess"}
+def cache_key(path, params, *, memo_dir=None):
+    """SHA-256 hex key of a source file's content and the preprocessing parameters."""
+    payload = {"source_sha256": file_sha256(path, memo_dir=memo_dir), "params": params,
+               "physioemo": __version__, "preprocess_version": PREPROCESS_VERSION,
+               "function": "histn_preprocess"}
     text = json.dumps(payload, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -114,6 +140,9 @@ def load_preprocessed(path=None, *, subjects=None, cache_dir=None, force=False, 
         raise ParameterError(f"no DREAMER file given: pass --dreamer PATH (Python: "
                              f"load_preprocessed(path)) or set {ENV_VAR}; {_WHERE_TO_GET}.")
     path = check_path("DREAMER file", path, env_var=ENV_VAR, hint=_WHERE_TO_GET)
+    if not path.is_file():
+        raise DataError(f"DREAMER file {str(path)!r} is a folder or not a regular file; pass "
+                        "the path of DREAMER.mat itself.")
     sig = inspect.signature(_dreamer.histn_preprocess)
     bound = sig.bind(None, subjects=subjects, **params)  # TypeError for unknown keywords
     bound.apply_defaults()
@@ -121,7 +150,7 @@ def load_preprocessed(path=None, *, subjects=None, cache_dir=None, force=False, 
     if resolved["subjects"] is not None:
         resolved["subjects"] = [int(s) for s in resolved["subjects"]]
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    key = cache_key(path, resolved)
+    key = cache_key(path, resolved, memo_dir=cache_dir)
     entry = cache_dir / f"dreamer-histn-{key[:24]}.npz"
     if not force and entry.is_file():
         cached = _read_entry(entry, key)
@@ -162,3 +191,45 @@ def _write_entry(entry, key, data, labels):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def load_subjects(path, numbers=None, *, cache_dir=None):
+    """Preprocess only the subjects a run needs, and identify the data independently of them.
+
+    Parameters
+    ----------
+    path : str | Path
+        The DREAMER file.
+    numbers : sequence of int | None
+        DREAMER's 1-based subject numbers; ``None`` means every subject in the file. A
+        subject that is not asked for is never read, so its NaNs or short clips do not
+        block the others.
+    cache_dir : str | Path | None
+        Cache folder (see :func:`load_preprocessed`).
+
+    Returns
+    -------
+    data : ndarray of float32, shape (n_loaded, n_clips, 14, 7680)
+        Preprocessed EEG of the subjects, in the order given.
+    labels : ndarray of int64, shape (n_loaded, n_clips, 3)
+        Their classes.
+    numbers : ndarray of int64, shape (n_loaded,)
+        The 1-based number of each loaded subject.
+    data_id : str
+        The source file's content hash and the preprocessing version: the same whichever
+        subjects were loaded (for a run's resume guard).
+    """
+    path = check_path("DREAMER file", path, hint=_WHERE_TO_GET)
+    n_subjects = load_dreamer(path, lazy=True).n_subjects
+    if numbers is not None:
+        numbers = [int(n) for n in numbers]
+        bad = [n for n in numbers if not 1 <= n <= n_subjects]
+        if bad:
+            raise ParameterError(f"subjects {bad} are not in {str(path)!r}, which holds "
+                                 f"subjects 1..{n_subjects}; pick subjects in that range.")
+    subjects = None if numbers is None else [n - 1 for n in numbers]
+    data, labels = load_preprocessed(path, subjects=subjects, cache_dir=cache_dir)
+    loaded = np.arange(1, n_subjects + 1) if numbers is None else np.asarray(numbers)
+    memo = Path(cache_dir).expanduser() if cache_dir is not None else None
+    data_id = f"sha256:{file_sha256(path, memo_dir=memo)[:20]}/v{PREPROCESS_VERSION}"
+    return data, labels, loaded.astype(np.int64), data_id

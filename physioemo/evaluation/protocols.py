@@ -260,7 +260,10 @@ class ResultStore:
         if spath.exists():
             old = json.loads(spath.read_text())
             diff = sorted(k for k in set(old) | set(plain) if old.get(k) != plain.get(k))
-            if diff:
+            if diff and not self.records():  # a run that failed before any result
+                logger.info("%s holds no results yet: replacing its settings", self.out_dir)
+                atomic_write_text(spath, json.dumps(plain, indent=2, sort_keys=True))
+            elif diff:
                 detail = "; ".join(f"{k}: {old.get(k)!r} -> {plain.get(k)!r}" for k in diff)
                 raise ParameterError(
                     f"{str(self.out_dir)!r} holds results computed with other settings "
@@ -535,7 +538,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
                  batch_size=None, smoothing="gaussian", sigma=0.5, graph="G0", seed=0,
                  out_dir=None, n_jobs=1, n_threads=None, device="cpu", folds=None,
                  save_checkpoints=True, model_fn=None, subject_numbers=None, overrides=None,
-                 verbose=None):
+                 verbose=None, data_id=None):
     """Run one DREAMER protocol and return its per-(subject, fold) results.
 
     Parameters
@@ -612,6 +615,11 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
         An entry may not also be given as ``lr``, ``dropout`` or ``batch_size``.
     verbose : bool | None
         Progress bars (``None`` follows the CLI's ``-q``).
+    data_id : str | None
+        Identifies the data in the resume guard (``settings.json``); ``None`` means a
+        fingerprint of ``data`` and ``labels``. Pass one that does not depend on which
+        subjects were loaded (the source file's content hash) when ``data`` holds only
+        the subjects evaluated, so that a run resumes with other subjects.
 
     Returns
     -------
@@ -684,7 +692,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
                 "graph": graph, "seed": seed, "overrides": overrides or None,
                 "model": "histn" if model_fn is None else getattr(
                     model_fn, "__qualname__", repr(model_fn)),
-                "data": _fingerprint(data, labels)}
+                "data": data_id or _fingerprint(data, labels)}
     done = set()
     if out_dir is not None:
         store = ResultStore(out_dir, settings).open()

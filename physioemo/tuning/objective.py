@@ -28,7 +28,7 @@ METRICS = {"weighted_f1": "maximize", "macro_f1": "maximize", "accuracy": "maxim
 #: run_protocol keyword arguments that the tuner sets itself (never searched).
 RESERVED = ("name", "data", "labels", "dimension", "subjects", "seed", "out_dir", "n_jobs",
             "n_threads", "device", "folds", "save_checkpoints", "model_fn", "subject_numbers",
-            "verbose")
+            "verbose", "data_id")
 
 
 def searchable_params(accepted_by=None):

@@ -30,6 +30,21 @@ DISTRIBUTION_KEYS = {
 
 _SCALAR = (str, bool, int, float, type(None))
 
+#: The valid values of run_protocol's searchable keyword arguments (what `physioemo
+#: evaluate` and HiSTN accept): a search space reaching outside them is refused before any
+#: trial runs. Bounds use :func:`physioemo.utils._checks.check_number`'s keywords.
+VALID_RANGES = {
+    "epochs": {"low": 1, "integer": True},
+    "finetune_epochs": {"low": 1, "integer": True},
+    "steps_per_epoch": {"low": 1, "integer": True},
+    "batch_size": {"low": 1, "integer": True},
+    "lr": {"low": 0.0, "low_inclusive": False},
+    "dropout": {"low": 0.0, "high": 1.0, "high_inclusive": False},
+    "sigma": {"low": 0.0, "low_inclusive": False},
+    "smoothing": {"choices": ("gaussian", "onehot", "uniform")},
+    "graph": {"choices": ("G0", "G1", "G2")},
+}
+
 
 def _is_number(value, *, integer=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -152,6 +167,42 @@ class SearchSpace:
         """Return ``{name: [values]}`` for :class:`optuna.samplers.GridSampler`."""
         return {p.name: p.grid() for p in self.params}
 
+    def check_ranges(self, ranges):
+        """Raise :class:`ParameterError` if a parameter can take a value outside ``ranges``.
+
+        Parameters
+        ----------
+        ranges : dict
+            ``name -> {"choices": [...]}`` or ``check_number`` keywords (``low``, ``high``,
+            ``low_inclusive``, ``high_inclusive``, ``integer``); names not in it are not
+            checked.
+        """
+        from ..utils._checks import check_number, check_option
+
+        where = f"search space {self.source!r}" if self.source else "search space"
+        values = {name: [value] for name, value in self.fixed.items()}
+        for p in self.params:
+            if p.type == "categorical":
+                values[p.name] = list(p.choices)
+            else:  # a range is valid if both ends are (and an int range for an integer)
+                values[p.name] = [p.low, p.high] if p.type == "int" else [
+                    float(p.low), float(p.high)]
+        for name, vals in values.items():
+            rule = ranges.get(name)
+            if rule is None:
+                continue
+            for value in vals:
+                try:
+                    if "choices" in rule:
+                        check_option(name, value, rule["choices"])
+                    else:
+                        check_number(name, value, **rule)
+                except ParameterError as err:
+                    raise ParameterError(
+                        f"{where}: parameter {name!r} can take a value that no trial accepts "
+                        f"({str(err).rstrip('.')}); narrow its range or choices before "
+                        "starting the search.") from None
+
     def check_allowed(self, allowed, *, what="run_protocol"):
         """Raise :class:`ParameterError` for names not in ``allowed``.
 
@@ -232,7 +283,8 @@ def _param_from_spec(name, spec, where):
     return Param(name, kind, low=low, high=high, log=log, step=step)
 
 
-def parse_search_space(spec, *, allowed=None, source=None, what="run_protocol"):
+def parse_search_space(spec, *, allowed=None, source=None, what="run_protocol",
+                       ranges=None):
     """Build a :class:`SearchSpace` from a mapping (the parsed YAML).
 
     Parameters
@@ -246,6 +298,9 @@ def parse_search_space(spec, *, allowed=None, source=None, what="run_protocol"):
         Where the mapping came from, used in messages.
     what : str
         What accepts the parameters, used in messages.
+    ranges : dict | None
+        Valid values of each parameter (e.g. :data:`VALID_RANGES`), checked for every value
+        a searched parameter can take and for the fixed ones.
 
     Returns
     -------
@@ -278,10 +333,12 @@ def parse_search_space(spec, *, allowed=None, source=None, what="run_protocol"):
                              f"give at least one parameter a distribution.")
     if allowed is not None:
         space.check_allowed(allowed, what=what)
+    if ranges is not None:
+        space.check_ranges(ranges)
     return space
 
 
-def load_search_space(path, *, allowed=None, what="run_protocol"):
+def load_search_space(path, *, allowed=None, what="run_protocol", ranges=None):
     """Read and validate a YAML search-space file.
 
     Parameters
@@ -292,6 +349,8 @@ def load_search_space(path, *, allowed=None, what="run_protocol"):
         Accepted parameter names.
     what : str
         What accepts the parameters, used in messages.
+    ranges : dict | None
+        Valid values of each parameter (see :func:`parse_search_space`).
 
     Returns
     -------
@@ -309,4 +368,5 @@ def load_search_space(path, *, allowed=None, what="run_protocol"):
     except yaml.YAMLError as err:
         raise DataError(f"search-space file {str(path)!r} is not valid YAML: {err}; fix the "
                         f"syntax.") from None
-    return parse_search_space(spec, allowed=allowed, source=str(path), what=what)
+    return parse_search_space(spec, allowed=allowed, source=str(path), what=what,
+                              ranges=ranges)

@@ -181,6 +181,7 @@ def resolve_storage(storage, out_dir, *, jobs=1):
                 f"get a journal file, or use --storage postgresql://...")
         return StorageSpec("sqlite", storage, multi_process=False)
     if scheme.startswith(("postgresql", "postgres")):
+        _check_userinfo(storage)
         if scheme.startswith("postgres") and not scheme.startswith("postgresql"):
             storage = "postgresql" + storage[len("postgres"):]
             scheme = "postgresql" + scheme[len("postgres"):]
@@ -195,6 +196,23 @@ def resolve_storage(storage, out_dir, *, jobs=1):
         f"stores studies in PostgreSQL (postgresql://user:password@host:port/db), SQLite "
         f"(sqlite:///file.db, one process) or a journal file (a plain file path); use one of "
         f"these.")
+
+
+def _check_userinfo(url):
+    """Refuse a URL whose user name or password holds an unescaped ``@``, before connecting.
+
+    Such a URL splits at the wrong ``@``: the rest of the password is taken for the host
+    name (libpq then tries to resolve it) and may be printed in error messages.
+    """
+    rest = url.partition("://")[2]
+    end = min([i for i in (rest.find("?"), rest.find("#")) if i >= 0] or [len(rest)])
+    userinfo = rest[:rest.rfind("@", 0, end)] if "@" in rest[:end] else ""
+    if "@" in userinfo:
+        raise ParameterError(
+            f"--storage {mask_url(url)} has an unescaped '@' in its user name or password; "
+            "in a URL it must be percent-encoded as %40 (else the part after it is taken for "
+            "the host name); encode the password, e.g. with "
+            "python -c \"import urllib.parse; print(urllib.parse.quote('PASSWORD', safe=''))\".")
 
 
 def _with_driver(url):

@@ -210,3 +210,123 @@ def check_random_state(seed):
         return np.random.default_rng(seed)
     raise ParameterError(f"seed must be None, a non-negative integer or a numpy Generator, "
                          f"got {_fmt(seed)}; pass e.g. seed=0.")
+
+
+def _same_file(a, b):
+    """Whether ``a`` and ``b`` name the same existing file (same inode, or same path)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_output_path(path, *, force=False, inputs=(), kind="file", name="--out",
+                      parents=False):
+    """Check, before any work starts, that an output can be written at ``path``.
+
+    Refused with a one-line :class:`DataError` (what, the constraint, what was given,
+    the fix): a folder where a file is expected or the reverse; an existing file without
+    ``force``; a missing or unwritable folder (a probe file is really created, since
+    ``os.access`` says yes to root where writing fails, e.g. under ``/proc``); and an
+    output that is one of ``inputs`` (compared by inode, then by resolved path), which
+    ``force`` never overrides.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The output.
+    force : bool
+        Allow replacing an existing file (never an input). Ignored for ``kind="dir"``,
+        whose commands decide themselves what an existing folder means (e.g. resume).
+    inputs : iterable of str | os.PathLike | None
+        The command's input files; ``None`` entries are skipped.
+    kind : {"file", "dir"}
+        Whether the output is a file, or a folder that is created (with its parents) if
+        needed.
+    name : str
+        How the output is called in the message (the option's name).
+    parents : bool
+        For a file: its missing folders are created by the command, so only the nearest
+        existing one is checked (folders of ``kind="dir"`` always are).
+
+    Returns
+    -------
+    path : Path
+        ``path`` with ``~`` expanded.
+    """
+    check_option("kind", kind, ("file", "dir"))
+    path = Path(path).expanduser()
+    for inp in inputs:
+        if inp is not None and path.exists() and _same_file(path, inp):
+            raise DataError(
+                f"{name} {str(path)!r} is also an input of this command ({str(inp)!r}); an "
+                "output never replaces an input, not even with --force; choose another "
+                f"{name}.")
+    if kind == "file" and path.is_dir():
+        raise DataError(f"{name} {str(path)!r} is a folder, where a file is to be written; "
+                        "move the folder away or choose another file name.")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise DataError(f"{name} {str(path)!r} is a file, where a folder is to be written; "
+                        f"move the file away or choose another {name}.")
+    if kind == "file" and path.exists() and not force:
+        raise DataError(f"{name} {str(path)!r} already exists; physioemo does not overwrite "
+                        f"files unless asked; choose another {name} or pass --force to "
+                        "replace it.")
+    if kind == "file" and not parents:
+        folder = path.parent
+        if not folder.is_dir():
+            raise DataError(f"cannot write {name} {str(path)!r}: folder {str(folder)!r} "
+                            f"does not exist; create it or choose another {name}.")
+    else:  # the command creates the missing folders: check the nearest existing one
+        folder = path if kind == "dir" else path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise DataError(f"cannot create {name} {str(path)!r}: {str(folder)!r} is a "
+                            f"file, not a folder; choose another {name}.")
+    probe = folder / f".physioemo-probe-{os.getpid()}"
+    try:  # os.access() says yes to root where writing fails (/proc, read-only mounts)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise DataError(f"cannot write {name} {str(path)!r}: folder {str(folder)!r} is not "
+                        f"writable ({err.strerror or err}); choose another {name} or fix the "
+                        "permissions.") from None
+    return path
+
+
+def check_resample(what, sfreq, target, *, resample, flag="--resample"):
+    """Refuse a sampling-rate mismatch unless resampling was asked for; log it if so.
+
+    Parameters
+    ----------
+    what : str
+        The signal, named in the message (e.g. ``"'rec.edf'"``).
+    sfreq, target : float
+        Its sampling rate and the rate needed, in Hz.
+    resample : bool
+        Whether the user asked for resampling.
+    flag : str
+        The option that asks for it, named in the message.
+
+    Returns
+    -------
+    needed : bool
+        True if the signal must be resampled from ``sfreq`` to ``target``.
+    """
+    from .logging import logger
+
+    if float(sfreq) == float(target):
+        return False
+    if not resample:
+        raise DataError(f"{what} is sampled at {sfreq:g} Hz but the model expects {target:g} "
+                        f"Hz; a recording is never resampled silently; pass {flag} to "
+                        f"resample it to {target:g} Hz, or record at {target:g} Hz.")
+    if sfreq < target:
+        logger.warning("upsampling %s from %g Hz to %g Hz (%s): it holds nothing above %g Hz "
+                       "while the model saw content up to %g Hz; predictions may be off",
+                       what, sfreq, target, flag, sfreq / 2, target / 2)
+    else:
+        logger.warning("resampling %s from %g Hz to %g Hz (%s, low-pass at %g Hz)", what,
+                       sfreq, target, flag, target / 2)
+    return True

@@ -2,7 +2,7 @@
 
 Config keys are exactly constructor/function keyword arguments, so a YAML file
 round-trips without a translation layer; unknown keys are an error. Precedence:
-CLI flag > ``PHYSIOEMO_*`` environment variable > config file > default.
+CLI flag > documented environment variable (:data:`ENV_VARS`) > config file > default.
 """
 
 from __future__ import annotations
@@ -16,6 +16,24 @@ from importlib import metadata
 from pathlib import Path
 
 from ..exceptions import DataError, ParameterError
+
+#: The only environment variables physioemo reads, each with one meaning in every command.
+#: None carries a destructive switch (``--force``, ``--out``); any other ``PHYSIOEMO_*``
+#: variable is ignored with a warning (:func:`warn_unknown_env`).
+ENV_VARS = {
+    "PHYSIOEMO_DREAMER_PATH": "the DREAMER.mat file, where --dreamer is not given "
+                              "(evaluate, tune, info)",
+    "PHYSIOEMO_CACHE_DIR": "the preprocessing cache folder, where --cache-dir is not given "
+                           "(default ~/.cache/physioemo)",
+    "PHYSIOEMO_STORAGE": "the Optuna storage URL of tune, where --storage is not given",
+    "PHYSIOEMO_DEVICES_DIR": "a folder of extra or replacement device profiles (*.yaml)",
+    "PHYSIOEMO_NATIVE": "0 turns the compiled CPU kernels off",
+    "PHYSIOEMO_HARDWARE": "the test suite only: the headset that `pytest -m hardware` uses",
+}
+
+#: Settings keys read from the environment by :func:`resolve`, and their variable.
+ENV_SETTINGS = {"dreamer": "PHYSIOEMO_DREAMER_PATH", "cache_dir": "PHYSIOEMO_CACHE_DIR",
+                "storage": "PHYSIOEMO_STORAGE"}
 
 _VERSIONED = ("physioemo", "numpy", "scipy", "numba", "mne", "torch", "torch-geometric",
               "brainflow", "pyedflib", "optuna", "scikit-learn")
@@ -63,7 +81,7 @@ def check_keys(config, allowed, *, where="config"):
                              f"{sorted(allowed)}; remove or rename them.")
 
 
-def resolve(defaults, config=None, cli=None, *, env_prefix="PHYSIOEMO_"):
+def resolve(defaults, config=None, cli=None):
     """Merge settings with precedence CLI > environment > config file > defaults.
 
     Parameters
@@ -74,29 +92,52 @@ def resolve(defaults, config=None, cli=None, *, env_prefix="PHYSIOEMO_"):
         Values from a config file.
     cli : dict | None
         Values given on the command line; ``None`` values count as not given.
-    env_prefix : str
-        Environment variables ``{env_prefix}{KEY.upper()}`` override the config file;
-        their text is parsed as YAML scalars.
 
     Returns
     -------
     resolved : dict
         The merged settings.
-    """
-    import yaml
 
+    Notes
+    -----
+    Only the keys of :data:`ENV_SETTINGS` come from the environment (as text, a path or
+    a URL); no other setting does, whatever ``PHYSIOEMO_*`` variables are set.
+    """
     out = dict(defaults)
     if config:
         check_keys(config, defaults)
         out.update(config)
-    for key in defaults:
-        env = os.environ.get(env_prefix + key.upper())
-        if env is not None:
-            out[key] = yaml.safe_load(env)
+    for key, var in ENV_SETTINGS.items():
+        if key in defaults and os.environ.get(var):
+            out[key] = os.environ[var]
     for key, value in (cli or {}).items():
         if value is not None:
             out[key] = value
     return out
+
+
+def warn_unknown_env(environ=None):
+    """Log a warning for each ``PHYSIOEMO_*`` variable that physioemo does not read.
+
+    Parameters
+    ----------
+    environ : mapping | None
+        The environment (default :data:`os.environ`).
+
+    Returns
+    -------
+    unknown : list of str
+        The ignored variables, sorted.
+    """
+    from .logging import logger
+
+    environ = os.environ if environ is None else environ
+    unknown = sorted(k for k in environ if k.startswith("PHYSIOEMO_") and k not in ENV_VARS)
+    for name in unknown:
+        logger.warning("ignoring the environment variable %s: physioemo reads only %s; "
+                       "options such as --force or --out are given on the command line or "
+                       "in --config", name, ", ".join(ENV_VARS))
+    return unknown
 
 
 def versions():

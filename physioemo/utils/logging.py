@@ -25,7 +25,10 @@ def configure_logging(verbosity=0):
     _QUIET = verbosity < 0
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     logger.setLevel(level)
-    if not any(getattr(h, "_physioemo", False) for h in logger.handlers):
+    ours = [h for h in logger.handlers if getattr(h, "_physioemo", False)]
+    for handler in ours:  # stderr may have been replaced since (tests, notebooks)
+        handler.stream = sys.stderr  # not setStream(): it flushes the old, maybe closed, one
+    if not ours:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
                                                datefmt="%H:%M:%S"))

@@ -228,3 +228,24 @@ def test_journal_reaches_the_file_within_the_flush_interval(tmp_path, data):
     rec.flush_if_due()  # what the acquisition loop calls while no data arrives
     assert samples.stat().st_size == 240
     rec.close()
+
+
+def test_recover_into_a_folder_says_so_and_keeps_the_journal(tmp_path, data):
+    path = tmp_path / "crash.edf"
+    rec = _recorder(path, flush_interval_s=0.0).start()
+    rec.write(data[:, :300])
+    path.mkdir()  # the output name is now a folder
+    for force in (False, True):
+        with pytest.raises(DataError, match="is a folder, where a file is to be written"):
+            recover(path, force=force)
+    assert (journal_path(path) / "samples.f64").stat().st_size == 300 * 3 * 8
+    path.rmdir()
+    assert _read(recover(path)).n_times == 500  # 300 samples, padded to whole records
+
+
+def test_check_output_never_replaces_the_playback_input(tmp_path):
+    src = tmp_path / "in.edf"
+    src.write_bytes(b"recording")
+    with pytest.raises(DataError, match="also an input"):
+        check_output(src, force=True, inputs=(src,))
+    assert src.read_bytes() == b"recording"

@@ -158,3 +158,23 @@ def test_config_file_keys_are_option_names(tmp_path, capsys):
 def test_device_and_out_are_required(capsys):
     assert main(["acquire", "--device", "synthetic"]) == 2
     _one_line_error(capsys, "--out is required")
+
+
+def test_bad_out_is_refused_before_the_device_starts(tmp_path, capsys, monkeypatch):
+    import physioemo.acquisition.brainflow_source as bfs
+
+    def boom(*a, **k):  # pragma: no cover - must not be reached
+        raise AssertionError("the device was started before --out was checked")
+
+    monkeypatch.setattr(bfs, "BrainFlowSource", boom)
+    folder = tmp_path / "dir.edf"
+    folder.mkdir()
+    assert main(["acquire", "--device", "synthetic", "--out", str(folder), "--duration",
+                 "5", "--no-tui", "--force"]) == 1
+    _one_line_error(capsys, "is a folder, where a file is to be written")
+    playback = tmp_path / "in.edf"
+    playback.write_bytes(b"edf")
+    assert main(["acquire", "--device", "playback", "--file", str(playback), "--out",
+                 str(playback), "--no-tui", "--force"]) == 1
+    _one_line_error(capsys, "also an input", "not even with --force")
+    assert playback.read_bytes() == b"edf"

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 from argparse import Namespace
+from pathlib import Path
 
 import mne
 import numpy as np
@@ -14,7 +15,7 @@ from sklearn.metrics import f1_score
 
 from physioemo.cli import demo
 from physioemo.cli.main import main
-from physioemo.exceptions import UsageError
+from physioemo.exceptions import DataError
 
 # The DREAMER/Emotiv EPOC channel order (DREAMER documentation) and the profile's extras.
 CHANNELS = ["AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4",
@@ -146,8 +147,10 @@ def test_prepare_out_replaces_only_a_previous_demo(tmp_path):
     assert demo.prepare_out(out) is True
     assert sorted(p.name for p in out.iterdir()) == [demo.MARKER_FILE]
     (tmp_path / "f").write_text("")
-    with pytest.raises(UsageError, match="is a file"):
+    with pytest.raises(DataError, match="is a file, where a folder is to be written"):
         demo.prepare_out(tmp_path / "f")
+    with pytest.raises(DataError, match="not writable"):
+        demo.prepare_out(Path("/proc/physioemo-demo"))
 
 
 def _args(**kw):

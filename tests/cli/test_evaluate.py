@@ -125,3 +125,108 @@ def test_evaluate_bad_hyperparameters(tmp_path, capsys, monkeypatch, argv, match
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0]
     assert not (tmp_path / "X").exists()  # refused before any work
+
+
+@pytest.fixture(scope="module")
+def nan_in_subject2(tmp_path_factory):
+    """A 2-subject DREAMER-format file with NaNs in subject 2's kept EEG (edited in place)."""
+    from physioemo.datasets import load_dreamer, make_synthetic_dreamer
+
+    path = make_synthetic_dreamer(tmp_path_factory.mktemp("nan") / "nan.mat", n_subjects=2,
+                                  stimulus_seconds=62, seed=0)
+    row = np.asarray(load_dreamer(path).subjects[1].eeg_stimulus[4][2], dtype="<f8")
+    raw = bytearray(path.read_bytes())
+    at = raw.find(row[-300:-200].tobytes())
+    assert at > 0
+    raw[at:at + 16] = np.array([np.nan, np.nan]).tobytes()
+    path.write_bytes(bytes(raw))
+    return path
+
+
+QUICK = ["--protocol", "no-pretrain", "--epochs", "1", "--threads", "1", "-q"]
+
+
+def test_a_nan_in_subject2_does_not_block_subject1(tmp_path, capsys, nan_in_subject2):
+    out = tmp_path / "s1"
+    assert main(["evaluate", "--dreamer", str(nan_in_subject2), "--subjects", "1",
+                 "--out", str(out), *QUICK]) == 0
+    recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["subject"] for r in recs] == [1]
+    capsys.readouterr()
+    bad = tmp_path / "s2"
+    assert main(["evaluate", "--dreamer", str(nan_in_subject2), "--subjects", "2",
+                 "--out", str(bad), *QUICK]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "subject 2, clip 5 contains 2 NaN" in err[0]
+    assert not bad.exists()  # a run folder is written only once its inputs are valid
+
+
+def test_a_failed_run_does_not_poison_its_folder(tmp_path, capsys, nan_in_subject2):
+    out = tmp_path / "run"
+    assert main(["evaluate", "--dreamer", str(nan_in_subject2), "--out", str(out),
+                 "--lr", "0.5", *QUICK]) == 1
+    assert not (out / "config.yaml").exists() and not (out / "run.json").exists()
+    # a run that failed during training left its settings but no result: other settings
+    # may replace them
+    out.mkdir()
+    (out / "config.yaml").write_text("protocol: sd\nlr: 0.5\n")
+    capsys.readouterr()
+    assert main(["evaluate", "--dreamer", str(nan_in_subject2), "--subjects", "1",
+                 "--out", str(out), *QUICK]) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["protocol"] == "no-pretrain" and cfg["lr"] is None
+
+
+def test_resume_with_more_subjects_keeps_the_first(tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ["evaluate", "--out", str(out), *QUICK, "--synthetic-subjects", "2",
+            "--synthetic-seconds", "62"]
+    assert main([*base, "--subjects", "2"]) == 0
+    first = (out / "results.jsonl").read_text().splitlines()
+    assert main([*base, "--subjects", "1", "2"]) == 0
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert lines[:1] == first and sorted(json.loads(x)["subject"] for x in lines) == [1, 2]
+
+
+def test_a_folder_as_dreamer_is_one_line(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["evaluate", "--dreamer", str(tmp_path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a directory" in err[0] and "Traceback" not in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("subjects: 1\n", [1]),
+    ("subjects: [1, 3]\n", [1, 3]),
+    ("subjects: abc\n", "subjects must be an integer"),
+    ("subjects: {a: 1}\n", "subjects must be a list of subject numbers"),
+])
+def test_subjects_in_a_config_file(tmp_path, text, expect):
+    import argparse
+
+    from physioemo.cli import evaluate
+    from physioemo.exceptions import ParameterError
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text + "out: o\n")
+    args = argparse.Namespace(config=str(cfg), **{k: None for k in evaluate.DEFAULTS})
+    settings = evaluate.resolve_settings(args)
+    if isinstance(expect, list):
+        evaluate._check(settings)
+        assert settings["subjects"] == expect
+    else:
+        with pytest.raises(ParameterError, match=expect):
+            evaluate._check(settings)
+
+
+def test_environment_cannot_set_out_or_subjects(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PHYSIOEMO_OUT", str(tmp_path / "x.edf"))
+    monkeypatch.setenv("PHYSIOEMO_SUBJECTS", "1")
+    assert main(["evaluate", "--protocol", "sd"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if " WARNING " not in line]
+    assert errors == ["physioemo evaluate: error: no output directory given; pass --out DIR "
+                      "(or 'out' in --config)."]
+    assert sum("ignoring the environment variable PHYSIOEMO_" in line for line in err) == 2

@@ -59,3 +59,18 @@ def test_info_lists_missing_classes(tmp_path, capsys):
         used = {str(v) for v in r[:, d_i].tolist()}
         assert set(row[1 + d_i].split(",")) == {str(c) for c in range(1, 6)} - used
     assert np.all(r >= 1)
+
+
+def test_info_says_which_subjects_evaluate_can_use(tmp_path, capsys):
+    path = make_synthetic_dreamer(tmp_path / "nan.mat", n_subjects=3, n_clips=2,
+                                  stimulus_seconds=61, seed=1)
+    row = np.asarray(load_dreamer(path).subjects[1].eeg_stimulus[1][0], dtype="<f8")
+    raw = bytearray(path.read_bytes())
+    at = raw.find(row[-50:].tobytes())
+    raw[at:at + 8] = np.array([np.inf]).tobytes()
+    path.write_bytes(bytes(raw))
+    assert main(["info", "--dreamer", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "usable by evaluate: 2 of 3 subjects (1 3)" in out
+    assert "unusable subject 2: EEG stimulus of subject 2, clip 2 contains 1 NaN or " \
+           "infinite sample(s)" in out

@@ -65,7 +65,7 @@ def test_predict_resamples(tmp_path, checkpoint, capsys):
     edf = tmp_path / "rec256.edf"
     _write_edf(edf, list(EEG_CHANNELS), 256, 20)
     assert main(["predict", "--checkpoint", str(path), "--edf", str(edf), "--step",
-                 "0.5"]) == 0
+                 "0.5", "--resample"]) == 0
     out = edf.with_suffix(".predictions.csv")
     assert len(out.read_text().splitlines()) == 1 + 39  # (2560 - 128) // 64 + 1
     assert "39 windows" in capsys.readouterr().out
@@ -81,3 +81,106 @@ def test_predict_missing_channel_is_one_line(tmp_path, checkpoint, capsys):
     assert main(["predict", "--checkpoint", str(tmp_path / "no.pt"), "--edf",
                  str(edf)]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+@pytest.mark.parametrize("sfreq", [1, 64, 256])
+def test_predict_refuses_another_rate_without_resample(tmp_path, checkpoint, capsys, sfreq):
+    path, _ = checkpoint
+    edf = tmp_path / "rec.edf"
+    _write_edf(edf, list(EEG_CHANNELS), sfreq, 20)
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--checkpoint", str(path), "--edf", str(edf), "--out",
+                 str(out)]) == 1
+    line = _one_error_line(capsys)
+    assert f"sampled at {sfreq} Hz but the model expects 128 Hz" in line
+    assert "--resample" in line and not out.exists()
+
+
+def test_predict_upsampling_on_request_is_logged(tmp_path, checkpoint, caplog):
+    path, _ = checkpoint
+    edf = tmp_path / "rec64.edf"
+    _write_edf(edf, list(EEG_CHANNELS), 64, 20)
+    with caplog.at_level("WARNING", logger="physioemo"):
+        assert main(["predict", "--checkpoint", str(path), "--edf", str(edf),
+                     "--resample", "-q"]) == 0
+    assert "upsampling 'rec64.edf' from 64 Hz to 128 Hz" in caplog.text
+    assert "nothing above 32 Hz" in caplog.text
+    rows = edf.with_suffix(".predictions.csv").read_text().splitlines()
+    assert len(rows) == 1 + 20
+
+
+def test_predict_never_overwrites_an_input_or_a_file(tmp_path, checkpoint, capsys):
+    path, _ = checkpoint
+    edf = tmp_path / "rec.edf"
+    _write_edf(edf, list(EEG_CHANNELS), 128, 12)
+    before = {p: p.read_bytes() for p in (edf, path)}
+    base = ["predict", "--checkpoint", str(path), "--edf", str(edf)]
+    for target in (edf, path, tmp_path / "." / edf.name):
+        for force in ([], ["--force"]):
+            assert main([*base, "--out", str(target), *force]) == 1
+            assert "is also an input of this command" in _one_error_line(capsys)
+    (tmp_path / "link.edf").symlink_to(edf)  # another name for the same inode
+    assert main([*base, "--out", str(tmp_path / "link.edf"), "--force"]) == 1
+    assert "also an input" in _one_error_line(capsys)
+    assert {p: p.read_bytes() for p in (edf, path)} == before
+    out = tmp_path / "old.csv"
+    out.write_text("keep me")
+    assert main([*base, "--out", str(out)]) == 1
+    assert "already exists" in _one_error_line(capsys) and out.read_text() == "keep me"
+    assert main([*base, "--out", str(out), "--force", "-q"]) == 0
+    assert out.read_text().startswith("window,start_s")
+
+
+@pytest.mark.parametrize("where, match", [
+    ("dir", "is a folder, where a file is to be written"),
+    ("/proc/x.csv", "not writable"),
+    ("missing/x.csv", "does not exist"),
+])
+def test_predict_bad_out_is_refused_before_work(tmp_path, checkpoint, capsys, monkeypatch,
+                                                where, match):
+    import physioemo.models as models
+
+    path, _ = checkpoint
+    edf = tmp_path / "rec.edf"
+    _write_edf(edf, list(EEG_CHANNELS), 128, 12)
+    (tmp_path / "dir").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    def boom(*a, **k):  # pragma: no cover - must not be reached
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(models, "load_checkpoint", boom)
+    assert main(["predict", "--checkpoint", str(path), "--edf", str(edf), "--out", where,
+                 "--force"]) == 1
+    assert match in _one_error_line(capsys)
+
+
+def test_predict_force_never_leaves_half_a_file(tmp_path, checkpoint, monkeypatch):
+    path, _ = checkpoint
+    edf = tmp_path / "rec.edf"
+    _write_edf(edf, list(EEG_CHANNELS), 128, 12)
+    out = tmp_path / "p.csv"
+    out.write_text("the previous predictions\n")
+    real = csv.writer
+
+    class Dying:
+        def __init__(self, fid):
+            self.writer, self.n = real(fid), 0
+
+        def writerow(self, row):
+            self.n += 1
+            if self.n == 5:
+                raise OSError("disk full")
+            self.writer.writerow(row)
+
+    monkeypatch.setattr(csv, "writer", Dying)
+    with pytest.raises(OSError, match="disk full"):
+        main(["predict", "--checkpoint", str(path), "--edf", str(edf), "--out", str(out),
+              "--force", "-q"])
+    assert out.read_text() == "the previous predictions\n"

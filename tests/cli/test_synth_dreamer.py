@@ -29,3 +29,16 @@ def test_synth_dreamer_bad_arguments(tmp_path, capsys):
     assert code == 2
     assert "n_subjects=0 is out of range" in capsys.readouterr().err
     assert main(["synth-dreamer"]) == 2  # --out is required
+
+
+def test_synth_dreamer_checks_out_first(tmp_path, capsys):
+    out = tmp_path / "x.mat"
+    out.write_text("keep")
+    argv = ["synth-dreamer", "--out", str(out), "--subjects", "1", "--clips", "1",
+            "--stimulus-seconds", "2"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0] and out.read_text() == "keep"
+    assert main([*argv, "--force", "-q"]) == 0 and out.stat().st_size > 1000
+    assert main([*argv[:2], str(tmp_path), *argv[3:], "--force"]) == 1
+    assert "is a folder" in capsys.readouterr().err

@@ -202,3 +202,58 @@ def test_grid_sampler_covers_the_grid_once(tmp_path):
     trials = _study(out).trials
     assert sorted((t.params["sigma"], t.params["graph"]) for t in trials) == [
         (s, g) for s in (0.5, 0.75, 1.0) for g in ("G0", "G1")]
+
+
+@pytest.mark.parametrize("how, says", [
+    ("error", "physioemo-tune-0: RuntimeError: the fake runner failed in a worker"),
+    ("kill", "physioemo-tune-1 was killed by SIGKILL (out of memory, or killed by hand?)"),
+])
+def test_a_failed_worker_is_named_with_its_error(tmp_path, space_file, monkeypatch, capsys,
+                                                 how, says):
+    monkeypatch.setenv("FAKE_FAIL_IN_WORKER", how)
+    out = tmp_path / "out"
+    assert _tune(space_file, out, "--n-trials", 2, "--jobs", 2, "--no-plots") == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines()
+               if ln.startswith("physioemo tune: error: ")]
+    assert line.startswith("physioemo tune: error: 2 of 2 worker process(es) stopped: ")
+    assert says in line
+    assert not list(out.glob(".worker-*.error"))
+
+
+@pytest.mark.parametrize("space_text, match", [
+    ("dropout: {type: float, low: 0.1, high: 1.5}\n", r"parameter 'dropout' can take a value "
+     r"that no trial accepts \(dropout=1.5 is out of range: it must be >= 0.0 and < 1.0"),
+    ("epochs: 0\nsigma: {type: float, low: 0.1, high: 1.5}\n", r"epochs=0 is out of range"),
+    ("epochs: {type: int, low: 0, high: 3}\n", r"'epochs' can take a value .*epochs=0"),
+    ("epochs: {type: float, low: 1, high: 3}\n", r"epochs must be an integer"),
+    ("smoothing: {type: categorical, choices: [gaussian, cosine]}\n",
+     r"smoothing='cosine' is not a valid option"),
+])
+def test_search_space_outside_valid_values_is_refused_before_any_trial(
+        tmp_path, capsys, space_text, match):
+    import re
+
+    space = tmp_path / "space.yaml"
+    space.write_text(space_text)
+    out = tmp_path / "o"
+    code = cli_main.main(["tune", "--search-space", str(space), "--out", str(out),
+                          "--dreamer", str(tmp_path / "none.mat"), "--n-trials", "1", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and re.search(match, err[0]), err
+    assert not (out / "study.db").exists() and not (out / "trials").exists()
+
+
+def test_unescaped_at_in_a_postgres_password_is_refused_before_connecting(
+        tmp_path, space_file, capsys, monkeypatch):
+    import physioemo.tuning.study as st
+
+    def boom(*a, **k):  # pragma: no cover - must not be reached
+        raise AssertionError("connected with a malformed URL")
+
+    monkeypatch.setattr(st, "open_storage", boom)
+    assert _tune(space_file, tmp_path / "o", "--storage",
+                 "postgresql://lab:pa@ss@db.lab:5432/optuna") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unescaped '@' in its user name or password" in err[0]
+    assert "%40" in err[0] and "pa@ss" not in err[0] and "ss@db" not in err[0]
+    assert "postgresql://lab:***@db.lab:5432/optuna" in err[0]

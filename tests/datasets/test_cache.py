@@ -15,7 +15,7 @@ def src(tmp_path, mat_builder):
 
 
 def _entries(d):
-    return sorted(p.name for p in d.iterdir())
+    return sorted(p.name for p in d.iterdir() if p.name != cache_mod.HASH_MEMO)
 
 
 def _count_calls(monkeypatch):
@@ -80,10 +80,10 @@ def test_changed_source_file_rebuilds(src, tmp_path, monkeypatch, mat_builder):
     second, _ = load_preprocessed(path, cache_dir=cdir)
     assert len(calls) == 2
     assert not np.array_equal(first[1, 1], second[1, 1])
-    # only the mtime changes (e.g. touch): also rebuilt, never trusted
+    # only the mtime changes (e.g. touch): hashed again, same content, entry reused
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     load_preprocessed(path, cache_dir=cdir)
-    assert len(calls) == 3
+    assert len(calls) == 2
 
 
 def test_write_is_atomic(src, tmp_path, monkeypatch):
@@ -107,7 +107,7 @@ def test_corrupt_or_foreign_entry_is_rebuilt(src, tmp_path, monkeypatch):
     path, _ = src
     cdir = tmp_path / "cache"
     data, _ = load_preprocessed(path, cache_dir=cdir)
-    (entry,) = cdir.iterdir()
+    (entry,) = cdir.glob("dreamer-histn-*.npz")
     entry.write_bytes(b"garbage")
     calls = _count_calls(monkeypatch)
     again, _ = load_preprocessed(path, cache_dir=cdir)
@@ -129,3 +129,57 @@ def test_default_cache_dir_and_missing_source(src, tmp_path, monkeypatch):
     assert len(_entries(tmp_path / "envcache")) == 1
     with pytest.raises(DataError, match="not found.*--dreamer PATH"):
         load_preprocessed(tmp_path / "nope.mat", cache_dir=tmp_path)
+
+
+def test_edit_in_the_middle_with_size_and_mtime_restored_is_not_reused(tmp_path, monkeypatch,
+                                                                       mat_builder):
+    # a file larger than 2 MiB, edited in place far from its first and last MiB
+    subjects = mat_builder.random_subjects(n_subjects=2, lengths=(7700, 7800, 7690))
+    path = mat_builder.write(tmp_path / "big.mat", subjects)
+    size = path.stat().st_size
+    assert size > 4 << 20
+    calls = _count_calls(monkeypatch)
+    cdir = tmp_path / "cache"
+    first, _ = load_preprocessed(path, cache_dir=cdir)
+    row = np.asarray(load_dreamer(path).subjects[1].eeg_stimulus[1][3], dtype="<f8")
+    raw = path.read_bytes()
+    offset = raw.find(row[-200:-100].tobytes())  # inside the kept last 60 s
+    assert 1 << 21 < offset < size - (1 << 21)
+    st = path.stat()
+    with open(path, "r+b") as fid:  # same inode, same size
+        fid.seek(offset)
+        fid.write((-row[-200:-100]).tobytes())
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    second, _ = load_preprocessed(path, cache_dir=cdir)
+    assert len(calls) == 2  # rebuilt, not served from the stale entry
+    fresh = histn_preprocess(load_dreamer(path))[0]
+    np.testing.assert_array_equal(second, fresh)
+    assert not np.array_equal(first[1, 1], second[1, 1])
+    np.testing.assert_array_equal(first[0], second[0])
+
+
+def test_content_hash_is_memoised_and_checked_against_an_oracle(src, tmp_path, monkeypatch):
+    import hashlib
+
+    path, _ = src
+    assert cache_mod.file_sha256(path, memo_dir=tmp_path) == hashlib.sha256(
+        path.read_bytes()).hexdigest()
+    opened = []
+    real_open = open
+
+    def spy(file, *a, **k):
+        opened.append(str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr("builtins.open", spy)
+    cache_mod.file_sha256(path, memo_dir=tmp_path)
+    assert str(path.resolve()) not in opened  # served from the memo
+    os.utime(path)  # a touch changes the ctime (and here the mtime): hashed again
+    cache_mod.file_sha256(path, memo_dir=tmp_path)
+    assert str(path.resolve()) in opened
+
+
+def test_a_folder_as_source_is_one_clear_error(tmp_path):
+    with pytest.raises(DataError, match="is a folder or not a regular file"):
+        load_preprocessed(tmp_path, cache_dir=tmp_path / "cache")

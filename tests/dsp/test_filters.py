@@ -266,3 +266,18 @@ def test_notch_errors():
         notch_filter(x, 250.0, freqs=None)
     with pytest.raises(ParameterError, match=r"must not be empty"):
         notch_filter(x, 250.0, freqs=())
+
+
+def test_nan_input_is_a_value_error_like_numpy_and_scipy():
+    # the `except ValueError` that catches scipy's own bad-value errors catches ours too
+    data = np.ones((2, 512))
+    data[1, 100] = np.inf
+    caught = []
+    for func in (lambda: signal.sosfiltfilt(signal.butter(4, 0.2, output="sos"),
+                                            np.ones(5)),  # scipy: input too short
+                 lambda: filter_data(data, 128.0, 1.0, 40.0)):
+        try:
+            func()
+        except ValueError as err:
+            caught.append(type(err).__name__)
+    assert caught == ["ValueError", "DataError"]

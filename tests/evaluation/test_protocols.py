@@ -408,3 +408,17 @@ def test_bad_hyperparameters(tiny_data, extra, match):
     data, labels = tiny_data
     with pytest.raises(ParameterError, match=match):
         run_protocol("sd", data, labels, subjects=[0], folds=[0], **{**FAST, **extra})
+
+
+def test_result_store_settings_guard_only_protects_results(tmp_path):
+    from physioemo.evaluation.protocols import ResultStore
+    from physioemo.exceptions import ParameterError
+
+    ResultStore(tmp_path, {"lr": 0.5}).open()
+    # a run that failed before its first result does not hold the folder hostage
+    store = ResultStore(tmp_path, {"lr": 0.1}).open()
+    assert json.loads((tmp_path / "settings.json").read_text()) == {"lr": 0.1}
+    store.append({"subject": 1, "fold": 0})
+    with pytest.raises(ParameterError, match=r"other settings \(lr: 0.1 -> 0.5\)"):
+        ResultStore(tmp_path, {"lr": 0.5}).open()
+    assert ResultStore(tmp_path, {"lr": 0.1}).open().done() == {(1, 0)}

@@ -3,7 +3,8 @@
 Its metric is a known function of the sampled parameters, so tests know the optimum.
 Environment variables steer it per worker process:
 FAKE_SLEEP seconds per fold; FAKE_LOG file receiving one JSON line per fold start;
-FAKE_BARRIER folder + FAKE_N_WORKERS: wait until that many workers have started.
+FAKE_BARRIER folder + FAKE_N_WORKERS: wait until that many workers have started;
+FAKE_FAIL_IN_WORKER=error|kill: a worker process (not the parent) raises or is SIGKILLed.
 """
 
 import json
@@ -25,8 +26,16 @@ class FakeRunner:
     n_subjects = 1
 
     def __init__(self, protocol, data, labels, **kwargs):
+        import multiprocessing
+        import signal
+
         self.protocol = protocol
         self.kwargs = kwargs
+        fail = os.environ.get("FAKE_FAIL_IN_WORKER")
+        if fail and multiprocessing.parent_process() is not None:
+            if fail == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("the fake runner failed in a worker")
 
     def n_folds(self):
         return int(os.environ.get("FAKE_N_FOLDS", "2"))

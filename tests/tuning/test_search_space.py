@@ -120,3 +120,17 @@ def test_default_histn_space_matches_evaluate_and_run_protocol():
     for name in ("n_filters", "kernel_length", "cheb_k", "weight_decay"):
         assert f"# {name}:" in path.read_text()
         assert name not in searchable_params(DEFAULTS)
+
+
+def test_the_shipped_search_space_is_inside_the_valid_values():
+    from pathlib import Path
+
+    from physioemo.tuning.search_space import VALID_RANGES
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "search_space_histn.yaml"
+    space = load_search_space(path, ranges=VALID_RANGES)
+    assert {"dropout", "lr"} <= set(space.names)
+    with pytest.raises(ParameterError, match=r"'lr' can take a value that no trial accepts "
+                                             r"\(lr=0.0 is out of range: it must be > 0.0"):
+        parse_search_space({"lr": {"type": "float", "low": 0.0, "high": 0.1}},
+                           ranges=VALID_RANGES)

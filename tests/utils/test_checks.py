@@ -82,3 +82,41 @@ def test_check_random_state_is_seeded():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ParameterError, match="seed must be None"):
         check_random_state(-1)
+
+
+def test_bad_value_errors_are_value_errors():
+    # `except ValueError` catches numpy's, scipy's and MNE's bad-value errors; ours too
+    with pytest.raises(ValueError, match="NaN"):
+        check_array("x", np.array([1.0, np.nan]))
+    assert issubclass(DataError, ValueError) and issubclass(ParameterError, ValueError)
+
+
+def test_check_output_path(tmp_path):
+    from physioemo.utils._checks import check_output_path
+
+    inp = tmp_path / "in.edf"
+    inp.write_text("data")
+    out = tmp_path / "out.csv"
+    assert check_output_path(out) == out
+    out.write_text("old")
+    with pytest.raises(DataError, match=r"--out '.*out.csv' already exists.*--force"):
+        check_output_path(out)
+    assert check_output_path(out, force=True) == out
+    for other in (inp, tmp_path / "sub" / ".." / "in.edf"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(DataError, match="also an input.*not even with --force"):
+            check_output_path(other, force=True, inputs=(None, inp))
+    with pytest.raises(DataError, match="is a folder"):
+        check_output_path(tmp_path, force=True)
+    with pytest.raises(DataError, match="is a file, where a folder"):
+        check_output_path(inp, kind="dir")
+    with pytest.raises(DataError, match=r"cannot create .* is a file"):
+        check_output_path(inp / "run", kind="dir")
+    assert check_output_path(tmp_path / "a" / "b", kind="dir") == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()  # checking writes nothing
+    with pytest.raises(DataError, match="does not exist"):
+        check_output_path(tmp_path / "missing" / "x.csv")
+    for bad in ("/proc/x.csv", "/proc/x"):
+        with pytest.raises(DataError, match="not writable"):
+            check_output_path(bad, kind="file" if bad.endswith("csv") else "dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.edf", "out.csv", "sub"]

@@ -8,13 +8,31 @@ from physioemo.utils.config import load_config, resolve, versions, write_run_met
 
 
 def test_precedence_cli_env_config_default(tmp_path, monkeypatch):
-    defaults = {"epochs": 50, "lr": 1e-3, "graph": "G0"}
+    defaults = {"epochs": 50, "lr": 1e-3, "graph": "G0", "cache_dir": None, "dreamer": None}
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("epochs: 10\nlr: 0.01\ngraph: G1\n")
-    monkeypatch.setenv("PHYSIOEMO_LR", "0.5")
-    monkeypatch.setenv("PHYSIOEMO_GRAPH", "G2")
-    out = resolve(defaults, load_config(cfg), {"graph": "G1", "epochs": None})
-    assert out == {"epochs": 10, "lr": 0.5, "graph": "G1"}
+    cfg.write_text("epochs: 10\nlr: 0.01\ngraph: G1\ncache_dir: a\ndreamer: d.mat\n")
+    monkeypatch.setenv("PHYSIOEMO_CACHE_DIR", "b")
+    monkeypatch.setenv("PHYSIOEMO_DREAMER_PATH", "e.mat")
+    out = resolve(defaults, load_config(cfg), {"graph": "G1", "epochs": None,
+                                               "dreamer": "f.mat"})
+    assert out == {"epochs": 10, "lr": 0.01, "graph": "G1", "cache_dir": "b",
+                   "dreamer": "f.mat"}
+
+
+def test_only_documented_environment_variables_are_read(monkeypatch, caplog):
+    from physioemo.utils.config import ENV_VARS, warn_unknown_env
+
+    defaults = {"force": False, "out": None, "lr": 1e-3, "subjects": None, "storage": None}
+    for name, value in (("FORCE", "yes"), ("OUT", "x.edf"), ("LR", "0.5"),
+                        ("SUBJECTS", "1"), ("STORAGE", "sqlite:///s.db")):
+        monkeypatch.setenv(f"PHYSIOEMO_{name}", value)
+    assert resolve(defaults) == {**defaults, "storage": "sqlite:///s.db"}
+    with caplog.at_level("WARNING", logger="physioemo"):
+        unknown = warn_unknown_env()
+    assert unknown == ["PHYSIOEMO_FORCE", "PHYSIOEMO_LR", "PHYSIOEMO_OUT", "PHYSIOEMO_SUBJECTS"]
+    assert "ignoring the environment variable PHYSIOEMO_FORCE" in caplog.text
+    assert "PHYSIOEMO_STORAGE" in ENV_VARS and not any(
+        k.endswith(("FORCE", "OUT")) for k in ENV_VARS)
 
 
 def test_unknown_keys_are_errors(tmp_path):
