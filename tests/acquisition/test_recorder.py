@@ -234,6 +234,7 @@ def test_recover_into_a_folder_says_so_and_keeps_the_journal(tmp_path, data):
     path = tmp_path / "crash.edf"
     rec = _recorder(path, flush_interval_s=0.0).start()
     rec.write(data[:, :300])
+    rec._journal.release()  # the process dies: its lock goes, the journal stays
     path.mkdir()  # the output name is now a folder
     for force in (False, True):
         with pytest.raises(DataError, match="is a folder, where a file is to be written"):
