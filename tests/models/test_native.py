@@ -155,6 +155,27 @@ def test_without_a_compiler_the_model_falls_back(monkeypatch, tmp_path, caplog):
         _native.head(x, model.bn1, model.electrode.weight, model.bn2)
 
 
+@pytest.mark.skipif(not HAVE_CC, reason="needs a C compiler to build a stand-in library")
+def test_a_library_without_the_kernels_falls_back(monkeypatch, tmp_path, caplog):
+    """A cached library that lacks a kernel symbol is not used (no AttributeError)."""
+    import ctypes
+    import shutil
+    import subprocess
+
+    src = tmp_path / "empty.c"
+    src.write_text("int physioemo_unrelated(void) { return 1; }\n")
+    lib = tmp_path / "empty.so"
+    subprocess.run([shutil.which("cc") or "gcc", "-shared", "-fPIC", str(src), "-o",
+                    str(lib)], check=True)
+    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native, "_tried", False)
+    monkeypatch.setattr(_native, "_build", lambda cache: ctypes.CDLL(str(lib)))
+    with caplog.at_level(logging.WARNING, logger="physioemo"):
+        assert not _native.available()
+    assert "native HiSTN kernel is unavailable" in caplog.text
+    assert "histn_head_forward" in caplog.text
+
+
 def test_disabled_by_environment(monkeypatch):
     monkeypatch.setattr(_native, "_lib", None)
     monkeypatch.setattr(_native, "_tried", False)

@@ -82,37 +82,42 @@ def _load():
 
         try:
             lib = _build(default_cache_dir() / "native")
-        except OSError as err:
+            _declare(lib)
+        except (OSError, AttributeError) as err:  # AttributeError: a library lacks a symbol
             logger.warning("physioemo's native HiSTN kernel is unavailable (%s); training "
                            "uses PyTorch operators instead, which is slower on CPU. Set "
                            "%s=0 to silence this.", err, ENV_VAR)
             return None
-        lib.histn_head_forward.argtypes = [_f32, _f32, _i, _i, _f32, _i, _i, _i, _f32, _f32,
-                                           _f32, _i, _f32, _f32, _f32, _u32, ctypes.c_float,
-                                           _i, _f32, _f32, _f32, _f32, _f32, _f32, _i]
-        lib.histn_head_backward.argtypes = [_f32, _f32, _i, _i, _f32, _f32, _f32, _i, _i, _i,
-                                            _f32, _f32, _f32, _i, _f32, _f32, _f32, _u32,
-                                            ctypes.c_float, _i, _f32, _f32, _f32, _f32,
-                                            _f32, _f32, _f32, _f32, _f32, _f32, _i]
-        lib.histn_dropout_mask.argtypes = [_i, _u32, _f32]
-        lib.histn_block_forward.argtypes = [_f32, _i, _i, _i, _f32, _f32, _i, _i, _f32, _f32,
-                                            _f32, ctypes.c_float, _i, _f32, _f32, _f32,
-                                            _f32, _f32, _i]
-        lib.histn_block_backward.argtypes = [_f32, _f32, _f32, _f32, _i, _i, _i, _f32, _f32,
-                                             _i, _i, _f32, _f32, _f32, ctypes.c_float, _i,
-                                             _f32, _f32, ctypes.c_void_p, _f32, _f32, _f32,
-                                             _f32, _f32, _f32, _i]
-        _ip = ctypes.POINTER(ctypes.c_int)
-        lib.histn_tail_forward.argtypes = [_f32, _f32, _i, _i, _i, _i, _ip] + [_f32] * 11 + [
-            _u32, _f32, _f32, _i]
-        lib.histn_tail_backward.argtypes = [_f32, _f32, _f32, _i, _i, _i, _i, _ip] + [
-            _f32] * 10 + [_i]
-        for fn in ("histn_head_forward", "histn_head_backward", "histn_block_forward",
-                   "histn_block_backward", "histn_dropout_mask", "histn_tail_forward",
-                   "histn_tail_backward"):
-            getattr(lib, fn).restype = None
         _lib = lib
         return lib
+
+
+def _declare(lib):
+    """Declare the C signatures on ``lib`` (AttributeError if a symbol is missing)."""
+    lib.histn_head_forward.argtypes = [_f32, _f32, _i, _i, _f32, _i, _i, _i, _f32, _f32,
+                                       _f32, _i, _f32, _f32, _f32, _u32, ctypes.c_float,
+                                       _i, _f32, _f32, _f32, _f32, _f32, _f32, _i]
+    lib.histn_head_backward.argtypes = [_f32, _f32, _i, _i, _f32, _f32, _f32, _i, _i, _i,
+                                        _f32, _f32, _f32, _i, _f32, _f32, _f32, _u32,
+                                        ctypes.c_float, _i, _f32, _f32, _f32, _f32,
+                                        _f32, _f32, _f32, _f32, _f32, _f32, _i]
+    lib.histn_dropout_mask.argtypes = [_i, _u32, _f32]
+    lib.histn_block_forward.argtypes = [_f32, _i, _i, _i, _f32, _f32, _i, _i, _f32, _f32,
+                                        _f32, ctypes.c_float, _i, _f32, _f32, _f32,
+                                        _f32, _f32, _i]
+    lib.histn_block_backward.argtypes = [_f32, _f32, _f32, _f32, _i, _i, _i, _f32, _f32,
+                                         _i, _i, _f32, _f32, _f32, ctypes.c_float, _i,
+                                         _f32, _f32, ctypes.c_void_p, _f32, _f32, _f32,
+                                         _f32, _f32, _f32, _i]
+    _ip = ctypes.POINTER(ctypes.c_int)
+    lib.histn_tail_forward.argtypes = [_f32, _f32, _i, _i, _i, _i, _ip] + [_f32] * 11 + [
+        _u32, _f32, _f32, _i]
+    lib.histn_tail_backward.argtypes = [_f32, _f32, _f32, _i, _i, _i, _i, _ip] + [
+        _f32] * 10 + [_i]
+    for fn in ("histn_head_forward", "histn_head_backward", "histn_block_forward",
+               "histn_block_backward", "histn_dropout_mask", "histn_tail_forward",
+               "histn_tail_backward"):
+        getattr(lib, fn).restype = None
 
 
 def available():
