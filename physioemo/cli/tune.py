@@ -7,8 +7,9 @@ DESCRIPTION = """Search HiSTN hyper-parameters for one DREAMER protocol with Opt
 
 Each trial samples a configuration from --search-space (YAML: type float/int/categorical,
 low/high, log, step, choices; or a fixed value), runs the protocol through the same code
-as `physioemo evaluate` one (subject, fold) at a time, reports the running mean so the
-pruner can stop bad trials, and stores every fold's metrics with the trial.
+as `physioemo evaluate` one (subject, fold) at a time, reports the running mean of the
+validation --metric so the pruner can stop bad trials, and stores every fold's metrics with
+the trial.
 
 Which data the objective uses: never a test split, never a subject evaluated later. Only
 the --subjects (the tuning subjects) are loaded. For sd/sd-strict each trial's value is the
@@ -82,7 +83,7 @@ def add_arguments(parser):
     a("--sampler", choices=("tpe", "random", "cmaes", "grid"), help="sampler (default: tpe)")
     a("--pruner", choices=("median", "hyperband", "none"), help="pruner (default: median)")
     a("--metric", choices=sorted(METRICS),
-      help="objective metric, maximised (default: weighted_f1)")
+      help="validation metric the objective maximises (default: weighted_f1)")
     a("--subjects", type=int, nargs="+", metavar="N",
       help="tuning subjects, numbered 1..23 (default: all in the file); only these are "
            "loaded, so subject-independent protocols pretrain on them alone; evaluate the "
@@ -412,7 +413,8 @@ def run(args):
                                  f"{'; '.join(failed)}; the study is kept in {spec.masked}; "
                                  "fix the cause and re-run the same command to continue.")
     study = optuna.load_study(study_name=name, storage=storage)
-    notes = [f"Tuned on subjects {tuned}; test metrics were recorded, never optimised."]
+    notes = [f"Tuned on subjects {tuned}; test-block metrics (sd, sd-strict) are only "
+             f"recorded (test_* trial attributes), never optimised."]
     if "subjects" in base:
         notes.append(f"subjects: the {len(base['subjects'])} subject(s) of the file not "
                      f"tuned on (an estimate free of the tuning).")

@@ -336,3 +336,24 @@ def test_subject_independent_tuning_needs_two_subjects(tmp_path, three_subjects,
                           "--subjects", "2", "--out", str(tmp_path / "o"), "-q"])
     assert code == 2
     assert "needs at least 2 --subjects, got [2]" in capsys.readouterr().err
+
+
+def test_a_custom_runner_without_val_metrics_is_one_clear_error(tmp_path, space_file):
+    runner = tmp_path / "old_runner.py"
+    runner.write_text("class OldRunner:\n"
+                      "    params = ['sigma', 'graph', 'epochs']\n"
+                      "    def __init__(self, protocol, data, labels, **kwargs):\n"
+                      "        pass\n"
+                      "    def n_folds(self):\n"
+                      "        return 1\n"
+                      "    def __call__(self, config, subject, fold, out_dir=None):\n"
+                      "        return {'metrics': {'weighted_f1': 99.0}}\n")
+    out = tmp_path / "out"
+    cli_main.main(["tune", "--runner", f"{runner}:OldRunner", "--search-space",
+                   str(space_file), "--out", str(out), "--n-trials", "1", "--no-plots",
+                   "--max-retry", "0", "-q"])
+    trials = _study(out).trials
+    assert [t.state for t in trials] == [TrialState.FAIL]
+    assert trials[0].intermediate_values == {} and trials[0].value is None
+    assert "has no 'val_metrics'" in trials[0].user_attrs["error"]
+    assert not (out / "best_config.yaml").exists()
