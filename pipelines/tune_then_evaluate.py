@@ -5,12 +5,21 @@ What it does
 1. ``physioemo tune`` searches ``--search-space`` (default
    ``configs/search_space_histn.yaml``: Gaussian width, smoothing, region graph, epochs,
    learning rate, dropout, batch size) for
-   one protocol and dimension, usually on a few subjects and folds (``--subjects``,
-   ``--folds``) to keep trials cheap, and writes ``OUT/tune/best_config.yaml`` (keys are
-   ``physioemo evaluate`` options), ``trials.csv``, ``study.json`` and plots.
+   one protocol and dimension on the *tuning subjects* (``--subjects``; default: the first
+   quarter of the file, at least 1, and 2 for ``reston1``/``reston1-nc``/``1on1``), usually
+   on a few folds (``--folds``) to keep trials cheap, and writes
+   ``OUT/tune/best_config.yaml`` (keys are ``physioemo evaluate`` options), ``trials.csv``,
+   ``study.json`` and plots. The objective is a validation metric, never a test one: the
+   fold's validation block for ``sd``/``sd-strict``, an inner leave-one-subject-out split
+   of the tuning subjects for the subject-independent protocols (only the tuning subjects
+   are loaded; see ``physioemo tune --help``).
 2. ``physioemo evaluate --config OUT/tune/best_config.yaml`` runs the best configuration on
-   every fold (and, with ``--eval-subjects``, on other subjects than those tuned on, which
-   is the honest estimate) into ``OUT/evaluate/`` (tables and ``report.html``).
+   every fold of the *evaluation subjects* (``--eval-subjects``; default: every subject of
+   the file not tuned on) into ``OUT/evaluate/`` (tables and ``report.html``).
+
+The two subject sets are disjoint: hyper-parameters chosen on a subject make its score
+optimistic, so ``--eval-subjects`` that overlap ``--subjects`` are refused before anything
+runs (as is a tuning set that leaves no subject to evaluate).
 
 A rerun of the same command resumes both steps (the study's trial budget is global; the
 evaluation skips finished folds). Several machines can share the study with
@@ -27,14 +36,14 @@ Use ``--jobs``, several machines (PostgreSQL storage) or ``--device cuda`` to go
 (one full-recipe ``sd`` epoch took 0.6 s on an H200, the whole step replayed as a CUDA
 graph, against about 3 s on 2 CPU cores: ``benchmarks/results/train-cuda.md``,
 ``train.md``).
-``--tiny``: a generated 2-subject, 4-clip DREAMER-format file, ``sd`` on subject 1, 2 trials
-of one batch on fold 0, then the evaluation on all 10 folds: about 25 s (up to a minute on a
-busy machine).
+``--tiny``: a generated 2-subject, 4-clip DREAMER-format file, ``sd`` tuned on subject 1, 2
+trials of one batch on fold 0, then the evaluation of subject 2 on all 10 folds: about 25 s
+(up to a minute on a busy machine).
 
 Examples
 --------
     python pipelines/tune_then_evaluate.py --dreamer DREAMER.mat --protocol sd-strict \\
-        --subjects 1 2 3 --folds 0 --n-trials 20 --eval-subjects 4 5 6 7 --out tuned
+        --subjects 1 2 3 --folds 0 --n-trials 20 --out tuned    # evaluates 4..23
     python pipelines/tune_then_evaluate.py --tiny --out /tmp/tuned-tiny
 """
 
@@ -68,10 +77,12 @@ def parse_args(argv=None):
     p.add_argument("--search-space", help="YAML search space (default: the tune default)")
     p.add_argument("--n-trials", type=int, help="trials in the study (default 20; tiny: 2)")
     p.add_argument("--metric", default="weighted_f1", help="objective (weighted_f1)")
-    p.add_argument("--subjects", nargs="+", type=int, help="subjects tuned on (default all)")
+    p.add_argument("--subjects", nargs="+", type=int,
+                   help="tuning subjects (default: the first quarter of the file)")
     p.add_argument("--folds", nargs="+", type=int, help="folds tuned on (default all)")
     p.add_argument("--eval-subjects", nargs="+", type=int,
-                   help="subjects of the final evaluation (default: those tuned on)")
+                   help="subjects of the final evaluation, disjoint from --subjects "
+                        "(default: every subject not tuned on)")
     p.add_argument("--jobs", type=int, default=1, help="tuning workers / evaluation processes")
     p.add_argument("--storage", help="Optuna storage URL (default: a file in OUT/tune)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -84,6 +95,32 @@ def parse_args(argv=None):
     if not (args.dreamer or args.tiny):
         p.error("pass --dreamer PATH (or set PHYSIOEMO_DREAMER_PATH)")
     return args
+
+
+def subject_sets(dreamer, protocol, tuning, evaluation):
+    """Return (tuning, evaluation) subject numbers: disjoint, or exit with the reason."""
+    from physioemo.datasets.dreamer import load_dreamer
+
+    n = load_dreamer(dreamer, lazy=True).n_subjects
+    everyone = list(range(1, n + 1))
+    if tuning is None:
+        least = 2 if protocol in ("reston1", "reston1-nc", "1on1") else 1
+        tuning = everyone[:max(least, n // 4)]
+    tuning = sorted(set(tuning))
+    if evaluation is None:
+        evaluation = [s for s in everyone if s not in set(tuning)]
+    evaluation = sorted(set(evaluation))
+    both = sorted(set(tuning) & set(evaluation))
+    if both:
+        sys.exit(f"tune_then_evaluate: error: --eval-subjects {evaluation} overlap the tuning "
+                 f"subjects {tuning} in {both}; hyper-parameters chosen on a subject make its "
+                 "score optimistic, so the evaluation subjects must not be tuned on; pass "
+                 "disjoint --subjects and --eval-subjects (or leave --eval-subjects out: "
+                 "every subject not tuned on).")
+    if not evaluation:
+        sys.exit(f"tune_then_evaluate: error: tuning on subjects {tuning} leaves none of the "
+                 f"file's {n} subjects to evaluate; tune on fewer --subjects.")
+    return tuning, evaluation
 
 
 def main(argv=None):
@@ -104,10 +141,13 @@ def main(argv=None):
                                    seed=args.seed)
         space = out / "tiny_space.yaml"
         space.write_text(TINY_SPACE)
-        tune[tune.index("--protocol") + 1] = "sd"
+        tune[tune.index("--protocol") + 1] = args.protocol = "sd"
         tune += ["--steps-per-epoch", "1", "--no-plots", "--cache-dir", str(out / "cache")]
         args.subjects, args.folds = args.subjects or [1], args.folds or [0]
         evaluate_extra += ["--threads", "1"]
+    args.subjects, args.eval_subjects = subject_sets(dreamer, args.protocol, args.subjects,
+                                                     args.eval_subjects)
+    print(f"tuning subjects {args.subjects}; evaluation subjects {args.eval_subjects}")
     tune += ["--dreamer", str(dreamer)]
     if space:
         tune += ["--search-space", str(space)]
@@ -126,11 +166,11 @@ def main(argv=None):
     print(best.read_text())
     evaluate = ["evaluate", "--config", str(best), "--out", str(out / "evaluate"),
                 *evaluate_extra]
-    if args.eval_subjects:
-        evaluate += ["--subjects", *map(str, args.eval_subjects)]
+    evaluate += ["--subjects", *map(str, args.eval_subjects)]
     run_command([*evaluate, "-q"], check=True)
     config = yaml.safe_load(best.read_text())
-    print(f"best configuration: {best}\n  "
+    print(f"best configuration: {best} (tuned on subjects {args.subjects}, evaluated on "
+          f"{args.eval_subjects})\n  "
           + ", ".join(f"{k}={config[k]}" for k in ("sigma", "smoothing", "graph", "epochs")
                       if k in config)
           + f"\nevaluation: {out / 'evaluate' / 'results.md'}, "

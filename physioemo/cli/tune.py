@@ -7,8 +7,21 @@ DESCRIPTION = """Search HiSTN hyper-parameters for one DREAMER protocol with Opt
 
 Each trial samples a configuration from --search-space (YAML: type float/int/categorical,
 low/high, log, step, choices; or a fixed value), runs the protocol through the same code
-as `physioemo evaluate` one (subject, fold) at a time, reports the running mean so the
-pruner can stop bad trials, and stores every fold's metrics with the trial.
+as `physioemo evaluate` one (subject, fold) at a time, reports the running mean of the
+validation --metric so the pruner can stop bad trials, and stores every fold's metrics with
+the trial.
+
+Which data the objective uses: never a test split, never a subject evaluated later. Only
+the --subjects (the tuning subjects) are loaded. For sd/sd-strict each trial's value is the
+validation metric of each fold (sd: the validation block, 2,000 balanced windows of block
+k-1; sd-strict: the fold's 3 validation clips), the data the trainer selects its epoch on;
+the test block's metrics are stored with the trial (attributes test_sNN_fF) but never
+reported to Optuna. For reston1, reston1-nc, 1on1 and no-pretrain it is an inner
+leave-one-subject-out split of the tuning subjects: each tuning subject in turn is held out
+and scored (last 50 s of its clips) after pretraining on the other tuning subjects only.
+best_config.yaml then lists the subjects of the file NOT tuned on, so that `physioemo
+evaluate --config best_config.yaml` gives an estimate free of the tuning (with every subject
+tuned on, it has no `subjects` and its header warns).
 
 Storage: an SQLite file in --out for one process; --jobs K starts K worker processes on
 a journal file in --out; --storage postgresql://user:pass@host/db (or PHYSIOEMO_STORAGE)
@@ -70,9 +83,11 @@ def add_arguments(parser):
     a("--sampler", choices=("tpe", "random", "cmaes", "grid"), help="sampler (default: tpe)")
     a("--pruner", choices=("median", "hyperband", "none"), help="pruner (default: median)")
     a("--metric", choices=sorted(METRICS),
-      help="objective metric, maximised (default: weighted_f1)")
+      help="validation metric the objective maximises (default: weighted_f1)")
     a("--subjects", type=int, nargs="+", metavar="N",
-      help="subjects to evaluate, numbered 1..23 (default: all in the file)")
+      help="tuning subjects, numbered 1..23 (default: all in the file); only these are "
+           "loaded, so subject-independent protocols pretrain on them alone; evaluate the "
+           "others afterwards")
     a("--folds", type=int, nargs="+", metavar="F",
       help="tune on these 0-based folds only (faster; `evaluate` later runs all folds)")
     a("--epochs", type=int, metavar="N",
@@ -177,6 +192,7 @@ def _build_objective(s, *, n_threads=None):
     folds = _index_list(s["folds"], name="folds", low=0)
     fixed = {k: s[k] for k in FIXED_OPTIONS if s[k] is not None}
     space_path = s["search_space"] or _default_search_space()
+    held_out = None  # subjects of the file not tuned on (None: unknown, custom runner)
     if s["runner"]:
         factory = load_runner(s["runner"])
         runner = factory(s["protocol"], None, None, dimension=s["dimension"], seed=s["seed"],
@@ -184,9 +200,14 @@ def _build_objective(s, *, n_threads=None):
         space = load_search_space(space_path, allowed=getattr(runner, "params", None),
                                   what="the runner")
         n_subjects = getattr(runner, "n_subjects", 1)
+        if numbers is not None and max(numbers) > n_subjects:
+            raise ParameterError(f"subjects {[n for n in numbers if n > n_subjects]} are not "
+                                 f"in the data, which holds subjects 1..{n_subjects}; pick "
+                                 f"subjects in that range.")
+        subjects = list(range(n_subjects)) if numbers is None else [n - 1 for n in numbers]
     else:
-        from ..datasets import load_preprocessed
-        from ..datasets.dreamer import ENV_VAR
+        from ..datasets.cache import load_subjects
+        from ..datasets.dreamer import ENV_VAR, load_dreamer
         from ..utils._checks import check_path
 
         space = load_search_space(space_path, allowed=_searchable(EVALUATE_KEYS),
@@ -194,18 +215,22 @@ def _build_objective(s, *, n_threads=None):
                                        "also accepts", ranges=VALID_RANGES)
         path = check_path("DREAMER file", s["dreamer"], env_var=ENV_VAR,
                           hint=f"pass --dreamer PATH or set {ENV_VAR}")
-        logger.info("loading %s", path)
-        # All subjects, as evaluate does: subject-independent protocols pretrain on the
-        # others.
-        data, labels = load_preprocessed(path, cache_dir=s["cache_dir"])
-        n_subjects = data.shape[0]
+        n_file = load_dreamer(path, lazy=True).n_subjects
+        tuning = list(range(1, n_file + 1)) if numbers is None else numbers
+        if s["protocol"] in ("reston1", "reston1-nc", "1on1") and len(tuning) < 2:
+            raise ParameterError(
+                f"protocol {s['protocol']!r} is tuned by holding out one tuning subject at a "
+                f"time and pretraining on the other tuning subjects, so it needs at least 2 "
+                f"--subjects, got {tuning}; pass e.g. --subjects 1 2 3.")
+        logger.info("loading tuning subjects %s of %s", tuning, path)
+        # Only the tuning subjects: the subjects evaluated later must never reach a trial,
+        # not even as pretraining data of the subject-independent protocols.
+        data, labels, loaded, _ = load_subjects(path, numbers, cache_dir=s["cache_dir"])
         runner = ProtocolRunner(s["protocol"], data, labels, dimension=s["dimension"],
-                                seed=s["seed"], device=s["device"], n_threads=n_threads)
-    if numbers is not None and max(numbers) > n_subjects:
-        raise ParameterError(f"subjects {[n for n in numbers if n > n_subjects]} are not in "
-                             f"the data, which holds subjects 1..{n_subjects}; pick subjects "
-                             f"in that range.")
-    subjects = list(range(n_subjects)) if numbers is None else [n - 1 for n in numbers]
+                                seed=s["seed"], device=s["device"], n_threads=n_threads,
+                                subject_numbers=loaded)
+        subjects = list(range(len(loaded)))
+        held_out = [n for n in range(1, n_file + 1) if n not in set(tuning)]
     clash = sorted(set(fixed) & {p.name for p in space.params})
     if clash:
         raise ParameterError(f"{clash} are both searched (in {str(space_path)!r}) and fixed on "
@@ -224,8 +249,8 @@ def _build_objective(s, *, n_threads=None):
             "device": s["device"]}
     if s["dreamer"] is not None:
         base["dreamer"] = str(Path(s["dreamer"]).resolve())
-    if numbers is not None:
-        base["subjects"] = numbers
+    if held_out:  # `evaluate --config best_config.yaml` evaluates what was not tuned on
+        base["subjects"] = held_out
     if s["cache_dir"] is not None:
         base["cache_dir"] = str(Path(s["cache_dir"]).resolve())
     base.update(space.fixed)
@@ -338,6 +363,7 @@ def run(args):
                 spec.masked, spec.kind, s["n_trials"], s["jobs"])
     # Validate everything (search space, data path, storage) before starting workers.
     objective, space, base = _build_objective(s)
+    tuned, objective_data = objective.tuning_subjects(), objective.validation
     if s["sampler"] == "grid":
         import math
 
@@ -387,11 +413,19 @@ def run(args):
                                  f"{'; '.join(failed)}; the study is kept in {spec.masked}; "
                                  "fix the cause and re-run the same command to continue.")
     study = optuna.load_study(study_name=name, storage=storage)
-    notes = []
+    notes = [f"Tuned on subjects {tuned}; test-block metrics (sd, sd-strict) are only "
+             f"recorded (test_* trial attributes), never optimised."]
+    if "subjects" in base:
+        notes.append(f"subjects: the {len(base['subjects'])} subject(s) of the file not "
+                     f"tuned on (an estimate free of the tuning).")
+    elif not s["runner"]:
+        notes.append("WARNING: every subject of the file was tuned on; evaluating them gives "
+                     "an optimistic estimate; evaluate subjects that were not tuned on.")
     if s["folds"] is not None:
         notes.append(f"Tuned on folds {s['folds']} only; evaluate runs every fold.")
     info = write_outputs(study, out, base_config=base, metric=s["metric"], storage=spec,
-                         n_trials=s["n_trials"], plots=s["plots"], notes=notes)
+                         n_trials=s["n_trials"], plots=s["plots"], notes=notes,
+                         objective_data=objective_data, tuning_subjects=tuned)
     best = info["best_trial"]
     if best is not None:
         logger.info("best: trial %d, %s = %.4f, %s -> %s", best["number"], s["metric"],

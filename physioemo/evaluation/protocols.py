@@ -422,7 +422,10 @@ def _subject_folds(ctx, subject, only_folds=None):
                               desc=f"{protocol} S{num:02d} f{fold}", **common)
             trainer.fit(train, val)
             metrics, cm, test_s = _score(trainer, test, n_classes)
+            # the validation block scored by the same (selected) model: what tuning optimises
+            val_metrics = _score(trainer, val, n_classes)[0]
             rec = _record(p, subject, fold, fseed, metrics, cm, trainer, None, test_s,
+                          val_metrics=val_metrics,
                           n_train=len(train), n_val=len(val), n_test=len(test),
                           hyperparams=_hyperparams_record(recipe, trainer), **split_info)
             records.append(rec)
@@ -627,7 +630,10 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
         One record per (subject, fold) of the requested subjects and folds, including those
         found finished in ``out_dir``; sorted by subject then fold. ``hyperparams`` holds
         the dropout, batch size and learning-rate schedule (epoch -> rate, after stretching
-        to ``epochs``) the fold was trained with.
+        to ``epochs``) the fold was trained with. ``metrics`` scores the test block;
+        for ``sd``/``sd-strict``, ``val_metrics`` (same keys and units) scores the
+        validation block with the same model (the weights selected on it), which is what
+        ``physioemo tune`` optimises.
 
     Notes
     -----

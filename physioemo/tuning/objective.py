@@ -3,9 +3,32 @@
 :class:`ProtocolObjective` samples a configuration from a :class:`~.search_space.SearchSpace`,
 runs the protocol one (subject, fold) at a time through a *runner* (by default
 :class:`ProtocolRunner`, i.e. :func:`physioemo.evaluation.protocols.run_protocol`, the code
-behind ``physioemo evaluate``), records every fold's metrics as a trial user attribute,
-reports the running mean after each fold so that pruners can stop a bad trial early, and
-returns the mean over subjects of the per-subject mean over folds.
+behind ``physioemo evaluate``), records every fold's metrics as trial user attributes,
+reports the running mean of a **validation** metric after each fold so that pruners can
+stop a bad trial early, and returns the mean over subjects of the per-subject mean over
+folds of that validation metric.
+
+Which data the objective uses (:data:`VALIDATION` says it in one sentence per protocol):
+
+``sd`` / ``sd-strict``
+    The fold's validation block (``sd``: block ``k - 1`` of every clip, 2,000
+    class-balanced windows; ``sd-strict``: the fold's 3 validation clips), scored with the
+    weights the trainer selected on it (``record["val_metrics"]``). The fold's test block
+    (``record["metrics"]``) is stored as the trial attribute ``test_sNN_fF`` and never
+    reported to Optuna nor returned.
+``reston1`` / ``reston1-nc`` / ``1on1`` / ``no-pretrain``
+    An inner leave-one-subject-out split of the *tuning subjects*: the runner's arrays hold
+    only the tuning subjects (``physioemo tune --subjects``; the evaluation subjects are not
+    loaded), each unit holds one tuning subject out, pretrains on the other tuning subjects
+    (``1on1``: the previous tuning subject; ``no-pretrain``: none), fine-tunes on the first
+    10 s of each of the held-out subject's clips and scores the remaining 50 s. That score
+    is the inner validation (:class:`ProtocolRunner` returns it as ``val_metrics``); the
+    subjects evaluated afterwards never reach the runner, neither as held-out subjects nor
+    in pretraining. Pretraining pools are smaller than in the final evaluation (the tuning
+    subjects minus one instead of 22 subjects), the usual price of a nested split.
+
+A runner's record must carry ``val_metrics``; a record without them is an error, never a
+silent fall-back to the test metrics in ``metrics``.
 """
 
 from __future__ import annotations
@@ -24,6 +47,24 @@ from ..utils.logging import logger
 #: Objective metrics (keys of a fold record's ``metrics``) and their direction.
 METRICS = {"weighted_f1": "maximize", "macro_f1": "maximize", "accuracy": "maximize",
            "top2_accuracy": "maximize", "tri_p": "maximize", "seq2hr": "maximize"}
+
+#: Subject-independent protocols: tuned with an inner split of the tuning subjects.
+SUBJECT_INDEPENDENT = ("reston1", "reston1-nc", "1on1", "no-pretrain")
+
+#: What the objective's validation metric is computed on, per protocol.
+VALIDATION = {
+    "sd": "the validation block of each fold (block k-1 of every clip, 2,000 class-balanced "
+          "windows, the block the trainer selects its epoch on); the test block is never "
+          "reported to Optuna",
+    "sd-strict": "the 3 validation clips of each fold (the clips the trainer selects its "
+                 "epoch on); the 3 test clips are never reported to Optuna",
+    **dict.fromkeys(SUBJECT_INDEPENDENT,
+                    "an inner leave-one-subject-out split of the tuning subjects: each "
+                    "tuning subject in turn is held out (fine-tuned on the first 10 s of its "
+                    "clips, scored on the remaining 50 s) after pretraining on the other "
+                    "tuning subjects only; the data hold only the tuning subjects, so the "
+                    "subjects evaluated afterwards are never seen"),
+}
 
 #: run_protocol keyword arguments that the tuner sets itself (never searched).
 RESERVED = ("name", "data", "labels", "dimension", "subjects", "seed", "out_dir", "n_jobs",
@@ -83,10 +124,21 @@ class ProtocolRunner:
         ``cpu`` or ``cuda``.
     n_threads : int | None
         torch threads of this worker.
+    subject_numbers : array-like of int | None
+        DREAMER's 1-based number of each subject in ``data`` (seeds, records and trial
+        attribute names follow it); ``None`` means ``1..n_subjects``.
+
+    Notes
+    -----
+    ``data`` should hold the tuning subjects only: for the subject-independent protocols
+    every subject in it is used for pretraining (see the module docstring). A record's
+    ``val_metrics`` is the fold's validation block (``sd``, ``sd-strict``) or, for the
+    subject-independent protocols, the held-out tuning subject's score (then the record
+    has no ``metrics``: within the tuning data there is no separate test set).
     """
 
     def __init__(self, protocol, data, labels, *, dimension="valence", seed=0, device="cpu",
-                 n_threads=None):
+                 n_threads=None, subject_numbers=None):
         self.protocol = protocol
         self.data = data
         self.labels = labels
@@ -94,6 +146,12 @@ class ProtocolRunner:
         self.seed = seed
         self.device = device
         self.n_threads = n_threads
+        self.subject_numbers = subject_numbers
+
+    @property
+    def validation(self):
+        """One sentence saying which data the validation metric is computed on."""
+        return VALIDATION[self.protocol]
 
     def __repr__(self):
         return (f"ProtocolRunner({self.protocol!r}, {self.dimension!r}, "
@@ -120,7 +178,8 @@ class ProtocolRunner:
         Returns
         -------
         record : dict
-            The fold's record, including ``metrics``.
+            The fold's record, including ``val_metrics`` (what the objective optimises) and,
+            for ``sd``/``sd-strict``, the test block's ``metrics``.
         """
         from ..evaluation.protocols import run_protocol
 
@@ -129,12 +188,16 @@ class ProtocolRunner:
                                dimension=self.dimension, subjects=[subject], folds=folds,
                                seed=self.seed, device=self.device, n_threads=self.n_threads,
                                out_dir=out_dir, save_checkpoints=False, verbose=False,
-                               **config)
+                               subject_numbers=self.subject_numbers, **config)
         if len(records) != 1:
             raise DataError(f"run_protocol returned {len(records)} records for subject "
                             f"{subject}, fold {fold}; expected exactly 1; this is a bug, "
                             f"please report it.")
-        return records[0]
+        record = dict(records[0])
+        if self.protocol in SUBJECT_INDEPENDENT:
+            # the held-out subject is a tuning subject: its score is the inner validation
+            record["val_metrics"] = record.pop("metrics")
+        return record
 
 
 def load_runner(spec):
@@ -142,7 +205,11 @@ def load_runner(spec):
 
     The attribute is called with ``(protocol, data, labels, dimension=, seed=, device=,
     n_threads=)`` like :class:`ProtocolRunner` and must return an object with the same
-    ``__call__`` and ``n_folds()``.
+    ``__call__`` and ``n_folds()``. Its records must carry ``val_metrics`` (scores on
+    data that is neither a test block nor a subject evaluated later); the objective
+    optimises those and refuses a record without them. ``metrics``, if present, are
+    stored as test attributes only. An optional ``validation`` attribute (a sentence) is
+    shown in the tuning outputs.
 
     Parameters
     ----------
@@ -187,13 +254,14 @@ class ProtocolObjective:
         What to sample.
     runner : callable
         ``runner(config, subject, fold, out_dir) -> record`` (a :class:`ProtocolRunner`);
-        ``runner.n_folds()`` gives the folds per subject.
+        ``runner.n_folds()`` gives the folds per subject. The record's ``val_metrics`` are
+        optimised; its ``metrics`` (test) are only recorded.
     subjects : list of int
-        0-based subjects to evaluate.
+        0-based indices (into the runner's data) of the tuning subjects.
     folds : list of int | None
         Folds to run per subject; ``None`` means all.
     metric : str
-        Key of :data:`METRICS` to optimise.
+        Key of :data:`METRICS` to optimise, read from each record's ``val_metrics``.
     work_dir : str | Path | None
         Where each trial's fold results go (``trials/trial_NNNN/``; a retried trial reuses
         its original's folder and skips finished folds). ``None`` keeps nothing on disk.
@@ -202,7 +270,12 @@ class ProtocolObjective:
     -----
     Folds run fold-major (fold 0 of every subject, then fold 1, ...) so that the first
     intermediate values already cover every subject, which makes early pruning fairer.
-    The intermediate value at step ``k`` is the mean metric over the first ``k + 1`` folds.
+    The intermediate value at step ``k`` is the mean validation metric over the first
+    ``k + 1`` folds. Every fold's validation metrics are stored as the trial attribute
+    ``val_sNN_fF`` and, when the record has them, its test metrics as ``test_sNN_fF``
+    (``NN`` is DREAMER's subject number); test metrics are never passed to
+    ``trial.report`` nor to the returned value (see the module docstring for the data
+    each protocol validates on).
     """
 
     def __init__(self, space, runner, *, subjects, folds=None, metric="weighted_f1",
@@ -223,6 +296,20 @@ class ProtocolObjective:
         """``"maximize"`` or ``"minimize"`` for :attr:`metric`."""
         return METRICS[self.metric]
 
+    @property
+    def validation(self):
+        """One sentence saying which data the objective's metric is computed on."""
+        return getattr(self.runner, "validation", None) or (
+            "the runner's val_metrics (the custom runner does not say which data)")
+
+    def _number(self, subject):
+        numbers = getattr(self.runner, "subject_numbers", None)
+        return int(numbers[subject]) if numbers is not None else subject + 1
+
+    def tuning_subjects(self):
+        """Return DREAMER's numbers of the tuning subjects (what the trials use)."""
+        return [self._number(s) for s in self.subjects]
+
     def units(self):
         """Return the (subject, fold) pairs of one trial, in the order they run."""
         folds = self.folds if self.folds is not None else range(self.runner.n_folds())
@@ -239,29 +326,45 @@ class ProtocolObjective:
         root = trial.user_attrs.get("lineage", trial.number)
         scores = {}
         for step, (subject, fold) in enumerate(self.units()):
+            num = self._number(subject)
             out_dir = None
             if self.work_dir is not None:
-                out_dir = Path(self.work_dir) / f"trial_{root:04d}" / \
-                    f"s{subject + 1:02d}_f{fold}"
+                out_dir = Path(self.work_dir) / f"trial_{root:04d}" / f"s{num:02d}_f{fold}"
             record = self.runner(config, subject, fold, out_dir)
-            metrics = {k: float(v) for k, v in record["metrics"].items()
-                       if isinstance(v, (int, float, np.floating, np.integer))}
-            if self.metric not in metrics:
-                raise DataError(f"the fold record has no metric {self.metric!r} (it has "
-                                f"{sorted(metrics)}); choose --metric among those.")
-            value = metrics[self.metric]
+            if not isinstance(record.get("val_metrics"), dict):
+                raise DataError(
+                    f"the runner's record for subject {num}, fold {fold} has no "
+                    f"'val_metrics' (keys: {sorted(record)}); the objective optimises "
+                    "validation metrics only and never falls back to the test metrics in "
+                    "'metrics'; make the runner return 'val_metrics' scored on data that is "
+                    "neither the test block nor a subject evaluated later (see "
+                    "physioemo.tuning.objective.ProtocolRunner).")
+            val = _numeric(record["val_metrics"])
+            if self.metric not in val:
+                raise DataError(f"the fold record's val_metrics have no metric "
+                                f"{self.metric!r} (they have {sorted(val)}); choose --metric "
+                                f"among those.")
+            value = val[self.metric]
             if not math.isfinite(value):
-                raise DataError(f"subject {subject + 1}, fold {fold} gave {self.metric}="
+                raise DataError(f"subject {num}, fold {fold} gave validation {self.metric}="
                                 f"{value}; a finite value is needed; check the data.")
-            trial.set_user_attr(f"s{subject + 1:02d}_f{fold}", metrics)
+            trial.set_user_attr(f"val_s{num:02d}_f{fold}", val)
+            if isinstance(record.get("metrics"), dict):  # recorded, never reported
+                trial.set_user_attr(f"test_s{num:02d}_f{fold}", _numeric(record["metrics"]))
             scores.setdefault(subject, []).append(value)
             running = float(np.mean([v for vals in scores.values() for v in vals]))
             trial.report(running, step)
-            logger.debug("trial %d subject %d fold %d: %s=%.3f (running mean %.3f)",
-                         trial.number, subject + 1, fold, self.metric, value, running)
+            logger.debug("trial %d subject %d fold %d: validation %s=%.3f (running mean %.3f)",
+                         trial.number, num, fold, self.metric, value, running)
             if trial.should_prune():
                 raise optuna.TrialPruned(
-                    f"running mean {self.metric}={running:.3f} after {step + 1} of "
-                    f"{len(self.units())} folds is below the pruner's threshold")
+                    f"running mean validation {self.metric}={running:.3f} after {step + 1} "
+                    f"of {len(self.units())} folds is below the pruner's threshold")
         per_subject = [float(np.mean(v)) for v in scores.values()]
         return float(np.mean(per_subject))
+
+
+def _numeric(metrics):
+    """Return the numeric entries of a metrics dict as floats."""
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float, np.floating, np.integer))}

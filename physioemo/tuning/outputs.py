@@ -2,10 +2,16 @@
 
 * ``best_config.yaml``: the best trial's configuration, keys are ``physioemo evaluate``
   option names, so ``physioemo evaluate --config best_config.yaml`` accepts it unchanged;
-* ``trials.csv``: one row per trial (state, value, parameters, mean fold metrics, retries);
+* ``trials.csv``: one row per trial (state, value, parameters, mean validation and test fold
+  metrics, retries);
 * ``plots/``: optimisation history, parameter importances, parallel coordinates, slices and
   intermediate values, as HTML when plotly is installed and as PNG (matplotlib) otherwise;
-* ``study.json``: study name, storage (credentials masked) and how to reopen the study.
+* ``study.json``: study name, storage (credentials masked), how to reopen the study, and
+  which data the objective used (``objective_data``, ``tuning_subjects``).
+
+The objective value and every intermediate value are validation metrics (the fold's
+validation block, or an inner split of the tuning subjects; see
+:mod:`physioemo.tuning.objective`); test metrics appear only in the ``test`` columns.
 """
 
 from __future__ import annotations
@@ -78,7 +84,7 @@ def write_best_config(path, config, *, study_name, value, metric, trial_number, 
     import yaml
 
     header = (f"# Best configuration of study {study_name!r}: trial {trial_number}, "
-              f"{metric} = {value:.4f}\n# Use it with: physioemo evaluate --config "
+              f"validation {metric} = {value:.4f}\n# Use it with: physioemo evaluate --config "
               f"{Path(path).name} --out DIR\n") + "".join(f"# {n}\n" for n in notes)
     atomic_write_text(path, header + yaml.safe_dump(_plain(config), sort_keys=False))
 
@@ -91,27 +97,34 @@ def trials_table(study, metrics=("weighted_f1", "seq2hr")):
     study : optuna.Study
         The study.
     metrics : sequence of str
-        Fold metrics whose mean over recorded folds gets a column.
+        Fold metrics whose mean over recorded folds gets a column, once for the validation
+        metrics the objective used (``mean_val_*``) and once for the test metrics that were
+        only recorded (``mean_test_*``, empty when the runner gave none).
 
     Returns
     -------
     text : str
-        CSV with a header row.
+        CSV with a header row; ``n_folds`` counts the folds with validation metrics.
     """
     trials = study.get_trials(deepcopy=False)
     names = sorted({k for t in trials for k in t.params})
     header = (["number", "state", "value", "lineage", "retry_of", "n_folds", "duration_s",
                "datetime_start", "datetime_complete"] + [f"param_{n}" for n in names]
-              + [f"mean_{m}" for m in metrics] + ["error"])
+              + [f"mean_{kind}_{m}" for kind in ("val", "test") for m in metrics]
+              + ["error"])
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
     for t in trials:
-        folds = [v for k, v in t.user_attrs.items() if isinstance(v, dict)]
+        by_kind = {kind: [v for k, v in t.user_attrs.items()
+                          if isinstance(v, dict) and k.startswith(f"{kind}_")]
+                   for kind in ("val", "test")}
+        folds = by_kind["val"]
         means = []
-        for m in metrics:
-            vals = [f[m] for f in folds if m in f]
-            means.append(f"{np.mean(vals):.6g}" if vals else "")
+        for kind in ("val", "test"):
+            for m in metrics:
+                vals = [f[m] for f in by_kind[kind] if m in f]
+                means.append(f"{np.mean(vals):.6g}" if vals else "")
         duration = (t.datetime_complete - t.datetime_start).total_seconds() \
             if t.datetime_complete and t.datetime_start else ""
         writer.writerow(
@@ -187,7 +200,7 @@ def write_plots(study, out_dir):
 
 
 def write_outputs(study, out_dir, *, base_config, metric, storage, n_trials, plots=True,
-                  notes=()):
+                  notes=(), objective_data=None, tuning_subjects=None):
     """Write ``best_config.yaml``, ``trials.csv``, ``plots/`` and ``study.json``.
 
     Parameters
@@ -208,6 +221,12 @@ def write_outputs(study, out_dir, *, base_config, metric, storage, n_trials, plo
         Draw the plots.
     notes : sequence of str
         Comment lines for the header of ``best_config.yaml``.
+    objective_data : str | None
+        Which data the objective's metric was computed on (e.g.
+        :data:`~physioemo.tuning.objective.VALIDATION`); written to ``study.json`` and the
+        header of ``best_config.yaml``.
+    tuning_subjects : list of int | None
+        DREAMER numbers of the subjects tuned on (``study.json``).
 
     Returns
     -------
@@ -218,6 +237,8 @@ def write_outputs(study, out_dir, *, base_config, metric, storage, n_trials, plo
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = study_summary(study)
     config = best_config(study, base_config)
+    if objective_data is not None:
+        notes = [f"Objective: validation {metric} on {objective_data}.", *notes]
     if config is not None:
         best = study.best_trial
         write_best_config(out_dir / "best_config.yaml", config, study_name=study.study_name,
@@ -235,7 +256,8 @@ def write_outputs(study, out_dir, *, base_config, metric, storage, n_trials, plo
                   f"storage={storage.masked!r})")
     info = {"study_name": study.study_name, "storage": storage.masked,
             "storage_kind": storage.kind, "direction": study.direction.name.lower(),
-            "metric": metric, "n_trials_budget": n_trials,
+            "metric": metric, "objective_data": objective_data,
+            "tuning_subjects": tuning_subjects, "n_trials_budget": n_trials,
             "n_lineages": count_lineages(study.get_trials(deepcopy=False)),
             **summary, "best_config": "best_config.yaml" if config is not None else None,
             "plots": [str(p.relative_to(out_dir)) for p in written],

@@ -1,4 +1,5 @@
 import csv
+import functools
 import json
 from pathlib import Path
 
@@ -152,24 +153,34 @@ def test_tiny_real_search_round_trips_into_evaluate(tmp_path, tiny_dreamer):
     study = _study(out)
     best = study.best_trial
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-    fold = best.user_attrs["s01_f0"]
+    fold = best.user_attrs["val_s01_f0"]
     assert best.value == fold["weighted_f1"] and 0 <= best.value <= 100
+    assert set(best.user_attrs["test_s01_f0"]) == set(fold)  # recorded beside it
     # evaluate's own validator accepts the file unchanged
     config = load_config(out / "best_config.yaml", allowed=DEFAULTS)
     assert config["sigma"] == best.params["sigma"] and config["graph"] == best.params["graph"]
-    assert config["subjects"] == [1] and config["epochs"] == 1
+    # it evaluates the subject of the file that was not tuned on
+    assert config["subjects"] == [2] and config["epochs"] == 1
+    text = (out / "best_config.yaml").read_text()
+    assert "# Objective: validation weighted_f1 on the 3 validation clips of each fold" in text
+    assert "# Tuned on subjects [1];" in text
+    info = json.loads((out / "study.json").read_text())
+    assert info["tuning_subjects"] == [1] and "validation clips" in info["objective_data"]
     for key in ("lr", "dropout", "batch_size"):
         assert config[key] == best.params[key], key
     if "evaluate" not in cli_main.COMMANDS:
         pytest.skip("`physioemo evaluate` is not registered yet; the best config was checked "
                     "against its option names only")
     ev = tmp_path / "eval"
+    # the held-out subject 2, and subject 1 to check the tuned fold is reproduced
     assert cli_main.main(["evaluate", "--config", str(out / "best_config.yaml"), "--out",
-                          str(ev), "-q"]) == 0
+                          str(ev), "--subjects", "1", "2", "-q"]) == 0
     records = [json.loads(line) for line in (ev / "results.jsonl").read_text().splitlines()]
+    assert {r["subject"] for r in records} == {1, 2}
     fold0 = [r for r in records if r["subject"] == 1 and r["fold"] == 0]
-    # Same seeds, same code: evaluate reproduces the tuned fold exactly.
-    assert fold0[0]["metrics"]["weighted_f1"] == best.value
+    # Same seeds, same code: evaluate reproduces the tuned fold's validation score exactly.
+    assert fold0[0]["val_metrics"]["weighted_f1"] == best.value
+    assert fold0[0]["metrics"] == best.user_attrs["test_s01_f0"]
     assert fold0[0]["sigma"] == best.params["sigma"] and fold0[0]["graph"] == best.params[
         "graph"]
     # ... and trained with the tuned hyper-parameters (epochs=1: one constant rate)
@@ -257,3 +268,92 @@ def test_unescaped_at_in_a_postgres_password_is_refused_before_connecting(
     assert len(err) == 1 and "unescaped '@' in its user name or password" in err[0]
     assert "%40" in err[0] and "pa@ss" not in err[0] and "ss@db" not in err[0]
     assert "postgresql://lab:***@db.lab:5432/optuna" in err[0]
+
+
+def test_help_says_which_data_the_objective_uses(capsys):
+    assert cli_main.main(["tune", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Which data the objective uses: never a test split" in text
+    assert "never reported to Optuna" in text and "inner leave-one-subject-out" in text
+
+
+@pytest.fixture(scope="module")
+def three_subjects(tmp_path_factory):
+    from physioemo.datasets import make_synthetic_dreamer
+
+    path = tmp_path_factory.mktemp("dreamer3") / "three.mat"
+    make_synthetic_dreamer(path, n_subjects=3, n_clips=4, stimulus_seconds=60, seed=1)
+    return path
+
+
+@pytest.mark.parametrize("protocol", ["reston1", "1on1", "no-pretrain"])
+def test_subject_independent_tuning_never_sees_the_evaluation_subjects(
+        tmp_path, three_subjects, monkeypatch, protocol):
+    import numpy as np
+
+    from physioemo.datasets.cache import load_subjects
+    from physioemo.evaluation import protocols
+
+    cache = tmp_path / "cache"
+    every, _, _, _ = load_subjects(three_subjects, cache_dir=cache)  # oracle: all 3 subjects
+    calls = []
+
+    @functools.wraps(protocols.run_protocol)  # same signature: the searchable parameters
+    def spy(name, data, labels, *, subjects, subject_numbers, **kwargs):
+        calls.append((name, np.array(data), list(subjects), list(subject_numbers)))
+        num = int(subject_numbers[subjects[0]])
+        value = 10.0 * num + kwargs["sigma"]  # this unit's held-out tuning subject's score
+        return [{"subject": num, "fold": 0, "metrics": {"weighted_f1": value}}]
+
+    monkeypatch.setattr(protocols, "run_protocol", spy)
+    space = tmp_path / "space.yaml"
+    space.write_text("sigma: {type: float, low: 0.25, high: 2.0}\nepochs: 1\n")
+    out = tmp_path / "tune"
+    assert cli_main.main(["tune", "--dreamer", str(three_subjects), "--cache-dir", str(cache),
+                          "--protocol", protocol, "--subjects", "1", "3", "--n-trials", "2",
+                          "--pruner", "none", "--search-space", str(space), "--out", str(out),
+                          "--no-plots", "-q"]) == 0
+    assert len(calls) == 4  # 2 trials x 2 held-out tuning subjects
+    for name, data, _subjects, numbers in calls:
+        # the runner's arrays hold the tuning subjects 1 and 3 only: subject 2, evaluated
+        # later, is neither held out nor in the pretraining pool
+        assert name == protocol and numbers == [1, 3] and data.shape[0] == 2
+        np.testing.assert_array_equal(data, every[[0, 2]])
+        assert not any(np.array_equal(d, every[1]) for d in data)
+    assert sorted(numbers[s[0]] for _, _, s, numbers in calls) == [1, 1, 3, 3]
+    study = _study(out, f"{protocol}-valence-weighted_f1")
+    for t in study.trials:
+        expected = [10.0 + t.params["sigma"], 30.0 + t.params["sigma"]]
+        assert t.value == pytest.approx(np.mean(expected))
+        assert t.user_attrs["val_s03_f0"]["weighted_f1"] == pytest.approx(expected[1])
+        assert not [k for k in t.user_attrs if k.startswith("test_")]
+    config = yaml.safe_load((out / "best_config.yaml").read_text())
+    assert config["subjects"] == [2]  # evaluate the subject that was not tuned on
+
+
+def test_subject_independent_tuning_needs_two_subjects(tmp_path, three_subjects, capsys):
+    code = cli_main.main(["tune", "--dreamer", str(three_subjects), "--protocol", "reston1",
+                          "--subjects", "2", "--out", str(tmp_path / "o"), "-q"])
+    assert code == 2
+    assert "needs at least 2 --subjects, got [2]" in capsys.readouterr().err
+
+
+def test_a_custom_runner_without_val_metrics_is_one_clear_error(tmp_path, space_file):
+    runner = tmp_path / "old_runner.py"
+    runner.write_text("class OldRunner:\n"
+                      "    params = ['sigma', 'graph', 'epochs']\n"
+                      "    def __init__(self, protocol, data, labels, **kwargs):\n"
+                      "        pass\n"
+                      "    def n_folds(self):\n"
+                      "        return 1\n"
+                      "    def __call__(self, config, subject, fold, out_dir=None):\n"
+                      "        return {'metrics': {'weighted_f1': 99.0}}\n")
+    out = tmp_path / "out"
+    cli_main.main(["tune", "--runner", f"{runner}:OldRunner", "--search-space",
+                   str(space_file), "--out", str(out), "--n-trials", "1", "--no-plots",
+                   "--max-retry", "0", "-q"])
+    trials = _study(out).trials
+    assert [t.state for t in trials] == [TrialState.FAIL]
+    assert trials[0].intermediate_values == {} and trials[0].value is None
+    assert "has no 'val_metrics'" in trials[0].user_attrs["error"]
+    assert not (out / "best_config.yaml").exists()

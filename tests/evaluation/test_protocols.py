@@ -422,3 +422,44 @@ def test_result_store_settings_guard_only_protects_results(tmp_path):
     with pytest.raises(ParameterError, match=r"other settings \(lr: 0.1 -> 0.5\)"):
         ResultStore(tmp_path, {"lr": 0.5}).open()
     assert ResultStore(tmp_path, {"lr": 0.1}).open().done() == {(1, 0)}
+
+
+class Constant(nn.Module):
+    """Predicts the same class scores for every window (a learned bias only)."""
+
+    def __init__(self, n_outputs=5):
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor([0.0] * (n_outputs - 1) + [10.0]))  # class 4
+
+    def forward(self, x):
+        return self.bias.expand(x.shape[0], -1) + 0 * x[:, :1, 0]
+
+
+def test_val_metrics_score_the_validation_block_with_the_selected_model(tiny_data):
+    from sklearn.metrics import accuracy_score, f1_score
+
+    data, labels = tiny_data
+    built = []
+
+    def constant_fn(n_outputs, dropout, graph, n_channels, n_times):
+        built.append(Constant(n_outputs))
+        return built[-1]
+
+    fast = {**FAST, "model_fn": constant_fn, "epochs": 3}
+    # subject 2, fold 2: validation clips rated [5, 5, 4], test clips [2, 3, 3]
+    (r,) = run_protocol("sd-strict", data, labels, subjects=[1], folds=[2], **fast)
+    # the model holds the weights selected on the validation clips; it predicts one class
+    c = int(torch.argmax(built[0].bias.detach()))
+    assert c == 4 and r["val_metrics"]["accuracy"] != r["metrics"]["accuracy"]
+    for key, clips in (("val_metrics", r["val_clips"]), ("metrics", r["test_clips"])):
+        y = np.repeat(labels[1, clips, 0], 60)  # 60 non-overlapping 1-s windows per clip
+        pred = np.full_like(y, c)
+        assert r[key]["n_windows"] == len(y) == 180
+        assert r[key]["accuracy"] == pytest.approx(100 * accuracy_score(y, pred))
+        assert r[key]["weighted_f1"] == pytest.approx(
+            100 * f1_score(y, pred, average="weighted", zero_division=0))
+    # sd: the fixed class-balanced crop of the validation block
+    (r,) = run_protocol("sd", data, labels, subjects=[0], folds=[3],
+                        overrides={"n_val": 150, "n_test": 120}, **FAST)
+    assert (r["val_metrics"]["n_windows"], r["metrics"]["n_windows"]) == (150, 120)
+    assert r["val_block"] == 2 and set(r["val_metrics"]) == set(r["metrics"])

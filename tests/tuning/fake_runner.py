@@ -1,6 +1,8 @@
 """A fast stand-in for ProtocolRunner, loaded by `physioemo tune --runner FILE:FakeRunner`.
 
-Its metric is a known function of the sampled parameters, so tests know the optimum.
+Its validation metric is a known function of the sampled parameters, so tests know the
+optimum; its test metric is another function (other optimum, values above 100), so a test
+can tell which of the two reached Optuna.
 Environment variables steer it per worker process:
 FAKE_SLEEP seconds per fold; FAKE_LOG file receiving one JSON line per fold start;
 FAKE_BARRIER folder + FAKE_N_WORKERS: wait until that many workers have started;
@@ -16,9 +18,15 @@ PARAMS = ["sigma", "graph", "epochs", "smoothing"]
 
 
 def score(config, fold):
-    """weighted_f1 in percent: best at sigma = 0.7 and graph = 'G1'."""
+    """Validation weighted_f1 in percent: best at sigma = 0.7 and graph = 'G1'."""
     bonus = {"G0": 0.0, "G1": 10.0, "G2": 5.0}.get(config.get("graph"), 0.0)
     return 60.0 - 40.0 * (config["sigma"] - 0.7) ** 2 + bonus - fold
+
+
+def score_test_block(config, fold):
+    """Test weighted_f1: another optimum (sigma = 1.4, 'G2') and range (above 100)."""
+    bonus = {"G0": 0.0, "G1": 0.0, "G2": 20.0}.get(config.get("graph"), 0.0)
+    return 200.0 - 40.0 * (config["sigma"] - 1.4) ** 2 + bonus + fold
 
 
 class FakeRunner:
@@ -54,6 +62,7 @@ class FakeRunner:
                 fid.write(json.dumps({"pid": os.getpid(), "config": config,
                                       "subject": subject, "fold": fold}) + "\n")
         time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
-        value = score(config, fold)
+        value, test = score(config, fold), score_test_block(config, fold)
         return {"subject": subject + 1, "fold": fold,
-                "metrics": {"weighted_f1": value, "seq2hr": 100.0 - value}}
+                "val_metrics": {"weighted_f1": value, "seq2hr": 100.0 - value},
+                "metrics": {"weighted_f1": test, "seq2hr": 300.0 - test}}
