@@ -225,8 +225,13 @@ def run(args):
     ecg = None
     if settings["baselines"]:
         from ..datasets.cache import load_r_peaks
+        from ..exceptions import DataError
 
-        ecg = load_r_peaks(path, subjects=[int(n) - 1 for n in numbers], cache_dir=cache_dir)
+        try:
+            ecg = load_r_peaks(path, subjects=[int(n) - 1 for n in numbers],
+                               cache_dir=cache_dir)
+        except DataError as err:  # unusable ECG costs the physio baseline, not the run
+            logger.warning("physio baseline not available: %s", err)
     write_run_metadata(out, settings, seed=settings["seed"], command=sys.argv)
     smoothings = (["gaussian", "onehot"] if settings["smoothing"] == "both"
                   else [settings["smoothing"]])
