@@ -23,7 +23,8 @@ tuned hyper-parameter):
     (:func:`physioemo.datasets.features.heart_rate_features`, RR intervals within 10 s
     centred on the window), median-imputed, standardised, logistic regression. Needs the
     R peaks of each clip (:func:`physioemo.datasets.cache.load_r_peaks`); without them it is
-    recorded as not available.
+    recorded as not available. Under ``sd`` the 10-s context of a training window reaches
+    into the neighbouring 6-s test block, one more way in which that split is optimistic.
 ``probe`` (shortcut probe)
     Per-window channel means and least-squares slopes (:func:`probe_features`): the slow
     drift of each channel and no band power by construction; standardised, 5-nearest

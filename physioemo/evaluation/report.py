@@ -88,6 +88,8 @@ def summarize(records):
         One row per (protocol, dimension, smoothing, subject) with the fold means and
         ``n_folds``, followed for each (protocol, dimension, smoothing) by a ``"mean"`` and
         a ``"std"`` row (over subjects, ddof=0); subject is ``"mean"`` / ``"std"`` there.
+        Groups whose records hold baselines also have ``<name>_f1`` for every name of
+        :data:`BASELINE_TITLES` (NaN where a baseline was not available).
     """
     groups = defaultdict(lambda: defaultdict(list))
     with_baselines = defaultdict(bool)
