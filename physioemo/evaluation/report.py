@@ -36,6 +36,9 @@ METRICS = {"weighted_f1": "F1 (weighted)", "accuracy": "Accuracy", "top2_accurac
 BASELINE_TITLES = {"majority": "Majority F1", "stratified": "Stratified F1",
                    "classic": "DE+LogReg F1", "physio": "HR/HRV+LogReg F1",
                    "probe": "Probe F1"}
+_DESCRIBED = {"majority": "majority class", "stratified": "stratified guessing",
+              "classic": "band DE + logistic regression",
+              "physio": "heart rate/HRV + logistic regression"}
 
 #: Mean weighted F1 (%) reported by the paper (not ours): (protocol, dimension) -> value.
 PAPER_F1 = {("sd", "valence"): 96.82, ("sd", "arousal"): 95.62,
@@ -163,8 +166,8 @@ def verdicts(rows):
         best = max(means, key=means.get)
         vs_best, vs_probe = _diff(group, f"{best}_f1"), _diff(group, "probe_f1")
         n = len(group)
-        text = (f"{' · '.join(key)}: HiSTN minus the best baseline ({best}, "
-                f"{BASELINE_TITLES[best][:-3]}) is {vs_best[0]:+.1f} ± {vs_best[1]:.1f} "
+        text = (f"{' · '.join(key)}: HiSTN minus the best baseline ({best}: "
+                f"{_DESCRIBED[best]}) is {vs_best[0]:+.1f} ± {vs_best[1]:.1f} "
                 f"weighted-F1 points, HiSTN minus the shortcut probe is "
                 f"{vs_probe[0]:+.1f} ± {vs_probe[1]:.1f} (mean ± std over {n} "
                 f"subject{'s' if n != 1 else ''}).")

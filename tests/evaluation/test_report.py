@@ -103,6 +103,7 @@ def test_baseline_columns_and_verdict(tmp_path):
     assert v["vs_best"] == pytest.approx((30.0, 0.0))
     assert v["vs_probe"] == pytest.approx((0.0, 10.0))
     assert "+30.0 ± 0.0" in v["text"] and "+0.0 ± 10.0" in v["text"]
+    assert "best baseline (classic: band DE + logistic regression)" in v["text"]
     assert v["warning"] and "does not beat the shortcut probe" in v["text"]
     assert "does not beat the classic" not in v["text"]
     d = tmp_path / "run"
