@@ -8,7 +8,11 @@ in --out: config.yaml (the resolved settings; `--config out/config.yaml` reprodu
 run.json (seed, versions), results.jsonl (one line per subject and fold, written as computed;
 a rerun into the same --out resumes), results.csv / results.md (per subject and
 mean ± std over subjects), report.html (self-contained, with plots) and checkpoints/ (the last
-trained model of each subject, for `physioemo predict`). Nothing is written before the
+trained model of each subject, for `physioemo predict`). Beside HiSTN, every fold also
+scores baselines on the same windows (majority class, stratified guessing, band DE +
+logistic regression, heart rate/HRV from the ECG + logistic regression) and a shortcut probe
+(channel means and slopes, 5-nearest neighbours): the report says by how much HiSTN beats
+them and warns when it does not; --no-baselines skips them. Nothing is written before the
 inputs are validated; with --subjects, the subject-dependent protocols (sd, sd-strict,
 no-pretrain) preprocess only those subjects (`physioemo info` lists the usable ones).
 
@@ -42,7 +46,7 @@ DEFAULTS = {
     "lr": None, "dropout": None, "batch_size": None,
     "smoothing": "gaussian", "sigma": 0.5, "graph": "G0", "jobs": 1, "threads": None,
     "device": "cpu", "cache_dir": None, "synthetic_subjects": 4, "synthetic_seconds": 70.0,
-    "out": None, "seed": 0,
+    "out": None, "seed": 0, "baselines": True,
 }
 
 
@@ -89,6 +93,9 @@ def add_arguments(parser):
     parser.add_argument("--synthetic-seconds", dest="synthetic_seconds", type=float,
                         metavar="S", help="stimulus length in the generated file "
                                           "(default: 70)")
+    parser.add_argument("--no-baselines", dest="baselines", action="store_const", const=False,
+                        help="skip the baselines and the shortcut probe scored beside HiSTN "
+                             "(a run resumes only with the same choice)")
     parser.add_argument("--out", metavar="DIR", help="output directory (required)")
 
 
@@ -215,6 +222,16 @@ def run(args):
     data, labels, numbers, data_id = load_subjects(
         path, None if settings["protocol"] in SI_PROTOCOLS else settings["subjects"],
         cache_dir=cache_dir)
+    ecg = None
+    if settings["baselines"]:
+        from ..datasets.cache import load_r_peaks
+        from ..exceptions import DataError
+
+        try:
+            ecg = load_r_peaks(path, subjects=[int(n) - 1 for n in numbers],
+                               cache_dir=cache_dir)
+        except DataError as err:  # unusable ECG costs the physio baseline, not the run
+            logger.warning("physio baseline not available: %s", err)
     write_run_metadata(out, settings, seed=settings["seed"], command=sys.argv)
     smoothings = (["gaussian", "onehot"] if settings["smoothing"] == "both"
                   else [settings["smoothing"]])
@@ -231,7 +248,8 @@ def run(args):
                      smoothing=smoothing,
                      sigma=settings["sigma"], graph=settings["graph"], seed=settings["seed"],
                      out_dir=run_dir, n_jobs=settings["jobs"], n_threads=settings["threads"],
-                     device=settings["device"], subject_numbers=numbers, data_id=data_id)
+                     device=settings["device"], subject_numbers=numbers, data_id=data_id,
+                     baselines=bool(settings["baselines"]), ecg=ecg)
         run_dirs.append(run_dir)
     paths = build_report(run_dirs, out, notes=notes,
                          title=f"physioemo evaluate: {settings['protocol']}, "

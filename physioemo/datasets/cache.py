@@ -94,11 +94,11 @@ def file_sha256(path, *, memo_dir=None):
     return digest
 
 
-def cache_key(path, params, *, memo_dir=None):
-    """SHA-256 hex key of a source file's content and the preprocessing parameters."""
+def cache_key(path, params, *, memo_dir=None, function="histn_preprocess"):
+    """SHA-256 hex key of a source file's content, the parameters and the function."""
     payload = {"source_sha256": file_sha256(path, memo_dir=memo_dir), "params": params,
                "physioemo": __version__, "preprocess_version": PREPROCESS_VERSION,
-               "function": "histn_preprocess"}
+               "function": function}
     text = json.dumps(payload, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -233,3 +233,82 @@ def load_subjects(path, numbers=None, *, cache_dir=None):
     memo = Path(cache_dir).expanduser() if cache_dir is not None else None
     data_id = f"sha256:{file_sha256(path, memo_dir=memo)[:20]}/v{PREPROCESS_VERSION}"
     return data, labels, loaded.astype(np.int64), data_id
+
+
+def load_r_peaks(path, *, subjects=None, cache_dir=None, force=False):
+    """R peaks of every clip's ECG, aligned on the EEG that :func:`load_preprocessed` keeps.
+
+    The first ECG lead of each whole stimulus goes through
+    :func:`physioemo.datasets.features.detect_r_peaks`; peak times are then counted in ECG
+    samples (256 Hz) from the first of the last 60 s that the preprocessed EEG keeps
+    (negative before it, so a window near the start still has a heart-rate context). Cached
+    like :func:`load_preprocessed`: the key covers the file's content hash, the subjects,
+    the physioemo and preprocessing versions and this function's name.
+
+    Parameters
+    ----------
+    path : str | Path
+        The DREAMER file.
+    subjects : sequence of int | None
+        0-based subject indices (default all), as for :func:`load_preprocessed`.
+    cache_dir : str | Path | None
+        Cache folder (see :func:`load_preprocessed`).
+    force : bool
+        Recompute and overwrite the entry.
+
+    Returns
+    -------
+    r_peaks : list of list of ndarray of int64
+        ``r_peaks[i][j]``: R-peak ECG samples of clip ``j`` of the ``i``-th subject loaded,
+        shape (n_peaks,), increasing. Pass as ``run_protocol(..., ecg=r_peaks)``.
+    """
+    from .dreamer import ECG_SFREQ, EEG_SFREQ, STIMULUS_SAMPLES, _check_subjects
+    from .features import _dreamer_r_peaks
+
+    path = check_path("DREAMER file", path, hint=_WHERE_TO_GET)
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    params = {"subjects": None if subjects is None else [int(s) for s in subjects],
+              "stimulus_samples": STIMULUS_SAMPLES}
+    key = cache_key(path, params, memo_dir=cache_dir, function="load_r_peaks")
+    entry = cache_dir / f"dreamer-rpeaks-{key[:24]}.npz"
+    if not force and entry.is_file():
+        try:
+            with np.load(entry, allow_pickle=False) as z:
+                if str(z["key"]) == key:
+                    peaks, offsets, shape = z["peaks"], z["offsets"], tuple(z["shape"])
+                    flat = [peaks[a:b] for a, b in zip(offsets[:-1], offsets[1:],
+                                                         strict=True)]
+                    return [flat[i * shape[1]:(i + 1) * shape[1]] for i in range(shape[0])]
+                logger.warning("cache entry %s has a different key; rebuilding", entry)
+        except Exception as err:  # corrupt or foreign file: rebuild, never trust it
+            logger.warning("cache entry %s is unreadable (%s); rebuilding", entry, err)
+    dreamer = load_dreamer(path, lazy=True)
+    subjects = _check_subjects(subjects, dreamer.n_subjects)
+    found = _dreamer_r_peaks(dreamer, subjects)
+    ratio = int(ECG_SFREQ // EEG_SFREQ)
+    out = []
+    for s in subjects:
+        clips = []
+        for j, ecg in enumerate(dreamer.subjects[s].ecg_stimulus):
+            first = ecg.shape[-1] - STIMULUS_SAMPLES * ratio  # first kept sample
+            clips.append(np.asarray(found[s, j], dtype=np.int64) - first)
+        out.append(clips)
+    del dreamer
+    flat = [p for clips in out for p in clips]
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in flat])]).astype(np.int64)
+    shape = np.array([len(out), len(out[0]) if out else 0], dtype=np.int64)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, peaks=np.concatenate(flat) if flat else np.zeros(0, np.int64),
+                     offsets=offsets, shape=shape, key=np.array(key))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, entry)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    logger.info("cached DREAMER R peaks in %s", entry)
+    return out

@@ -427,7 +427,8 @@ def _subject_folds(ctx, subject, only_folds=None):
             rec = _record(p, subject, fold, fseed, metrics, cm, trainer, None, test_s,
                           val_metrics=val_metrics,
                           n_train=len(train), n_val=len(val), n_test=len(test),
-                          hyperparams=_hyperparams_record(recipe, trainer), **split_info)
+                          hyperparams=_hyperparams_record(recipe, trainer), **split_info,
+                          **_baselines(p, subject, train, test, fseed))
             records.append(rec)
             if store is not None:
                 store.append(rec)
@@ -482,7 +483,8 @@ def _subject_folds(ctx, subject, only_folds=None):
         hyper = (_hyperparams_record(recipe, trainer) if pre is None
                  else _hyperparams_record(recipe, pre, finetune=trainer))
         rec = _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s,
-                      n_train=len(train2), n_test=len(test), hyperparams=hyper, **extra)
+                      n_train=len(train2), n_test=len(test), hyperparams=hyper, **extra,
+                      **_baselines(p, subject, train2, test, fseed))
         records.append(rec)
         if store is not None:
             store.append(rec)
@@ -520,6 +522,17 @@ def _native_kernel(model):
                 and next(model.parameters()).device.type == "cpu")
 
 
+def _baselines(p, subject, train, test, fseed):
+    """``{"baselines": ...}`` for a record (see :mod:`.baselines`), or ``{}`` when off."""
+    if not p["baselines"]:
+        return {}
+    from .baselines import run_baselines
+
+    peaks = None if p["ecg"] is None else p["ecg"][subject]
+    return {"baselines": run_baselines(train, test, seed=derive_seed(fseed, 6),
+                                       r_peaks=peaks, n_classes=p["n_classes"])}
+
+
 def _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s, **extra):
     rec = {"protocol": p["protocol"], "dimension": p["dimension"],
            "subject": int(p["numbers"][subject]),
@@ -536,12 +549,20 @@ def _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s, **extra)
     return rec
 
 
+def _baseline_setting(baselines, ecg):
+    if not baselines:
+        return None
+    from .baselines import BASELINES_VERSION
+
+    return {"version": BASELINES_VERSION, "physio": ecg is not None}
+
+
 def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epochs=None,
                  finetune_epochs=None, steps_per_epoch=None, lr=None, dropout=None,
                  batch_size=None, smoothing="gaussian", sigma=0.5, graph="G0", seed=0,
                  out_dir=None, n_jobs=1, n_threads=None, device="cpu", folds=None,
                  save_checkpoints=True, model_fn=None, subject_numbers=None, overrides=None,
-                 verbose=None, data_id=None):
+                 verbose=None, data_id=None, baselines=True, ecg=None):
     """Run one DREAMER protocol and return its per-(subject, fold) results.
 
     Parameters
@@ -623,6 +644,15 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
         fingerprint of ``data`` and ``labels``. Pass one that does not depend on which
         subjects were loaded (the source file's content hash) when ``data`` holds only
         the subjects evaluated, so that a run resumes with other subjects.
+    baselines : bool
+        Also fit and score the baselines and the shortcut probe of
+        :mod:`physioemo.evaluation.baselines` on each fold's training and test windows
+        (fitted on the fine-tuning windows for the subject-independent protocols), stored
+        under ``record["baselines"]``.
+    ecg : list of list of ndarray of int | None
+        ``ecg[i][j]``: R peaks of clip ``j`` of subject ``i`` of ``data``
+        (:func:`physioemo.datasets.cache.load_r_peaks`), for the ``physio`` baseline;
+        ``None`` records it as not available.
 
     Returns
     -------
@@ -640,7 +670,10 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     ``lr``, ``dropout`` and ``batch_size`` are part of the settings in
     ``out_dir/settings.json`` (``None`` when they equal the recipe's, since the results are
     then identical), so a rerun with other values into the same ``out_dir`` is refused
-    rather than mixing folds trained with different hyper-parameters.
+    rather than mixing folds trained with different hyper-parameters. The same holds for
+    the baselines: ``settings["baselines"]`` is ``None`` when they are off (as in runs made
+    before they existed) and otherwise records their version and whether ECG was given, so
+    a run resumes only with the same choice and every fold of it has the same baselines.
     """
     check_option("name", name, PROTOCOLS)
     check_option("dimension", dimension, DIMENSION_NAMES)
@@ -673,6 +706,10 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     if bad:
         raise ParameterError(f"subjects {bad} do not exist; data holds subjects 0.."
                              f"{n_subjects - 1} (0-based); pick subjects in that range.")
+    if baselines:
+        from .baselines import check_r_peaks
+
+        ecg = check_r_peaks(ecg, n_subjects, data.shape[1])
     numbers = (np.arange(1, n_subjects + 1) if subject_numbers is None
                else np.asarray(subject_numbers, dtype=np.int64))
     if numbers.shape != (n_subjects,):
@@ -698,7 +735,8 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
                 "graph": graph, "seed": seed, "overrides": overrides or None,
                 "model": "histn" if model_fn is None else getattr(
                     model_fn, "__qualname__", repr(model_fn)),
-                "data": data_id or _fingerprint(data, labels)}
+                "data": data_id or _fingerprint(data, labels),
+                "baselines": _baseline_setting(baselines, ecg)}
     done = set()
     if out_dir is not None:
         store = ResultStore(out_dir, settings).open()
@@ -711,6 +749,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
            "verbose": verbose, "epochs": epochs, "finetune_epochs": finetune_epochs,
            "steps_per_epoch": steps_per_epoch, "folds": folds,
            "save_checkpoints": save_checkpoints and model_fn is None,
+           "baselines": bool(baselines), "ecg": ecg if baselines else None,
            "ch_names": EEG_CHANNELS, "numbers": numbers,
            "pairs": (dict((t, pre) for pre, t in one_on_one_pairs(n_subjects))
                      if n_subjects > 1 else {})}

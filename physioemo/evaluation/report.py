@@ -4,6 +4,13 @@ Per-(subject, fold) records (as written by :func:`~physioemo.evaluation.protocol
 are averaged over folds per subject, then summarised as mean ± std over subjects (NumPy
 ``ddof=0``), as in histn-spec §4. The paper's numbers (Kuang et al., arXiv 2408.15255) are
 shown beside ours and labelled as the paper's.
+
+When the records hold baselines (:mod:`physioemo.evaluation.baselines`), their weighted F1
+are extra columns (``<name>_f1``) and :func:`verdicts` gives one sentence per protocol,
+dimension and targets: HiSTN minus the best baseline and HiSTN minus the shortcut probe,
+per subject, as mean ± std over subjects. HiSTN is said to beat one only when that mean
+difference is positive and larger than its spread (std over subjects); otherwise the
+sentence carries a WARNING. Records without baselines (older runs) give the tables as before.
 """
 
 from __future__ import annotations
@@ -24,6 +31,14 @@ from ..utils.config import atomic_write_text
 #: Metrics in the tables: key -> column title.
 METRICS = {"weighted_f1": "F1 (weighted)", "accuracy": "Accuracy", "top2_accuracy": "Top-2",
            "tri_p": "Tri-P", "seq2hr": "Seq2HR"}
+
+#: Baselines in the tables: name -> column title (their weighted F1, in %).
+BASELINE_TITLES = {"majority": "Majority F1", "stratified": "Stratified F1",
+                   "classic": "DE+LogReg F1", "physio": "HR/HRV+LogReg F1",
+                   "probe": "Probe F1"}
+_DESCRIBED = {"majority": "majority class", "stratified": "stratified guessing",
+              "classic": "band DE + logistic regression",
+              "physio": "heart rate/HRV + logistic regression"}
 
 #: Mean weighted F1 (%) reported by the paper (not ours): (protocol, dimension) -> value.
 PAPER_F1 = {("sd", "valence"): 96.82, ("sd", "arousal"): 95.62,
@@ -76,28 +91,98 @@ def summarize(records):
         One row per (protocol, dimension, smoothing, subject) with the fold means and
         ``n_folds``, followed for each (protocol, dimension, smoothing) by a ``"mean"`` and
         a ``"std"`` row (over subjects, ddof=0); subject is ``"mean"`` / ``"std"`` there.
+        Groups whose records hold baselines also have ``<name>_f1`` for every name of
+        :data:`BASELINE_TITLES` (NaN where a baseline was not available).
     """
     groups = defaultdict(lambda: defaultdict(list))
+    with_baselines = defaultdict(bool)
     for r in records:
-        groups[_key(r)][r["subject"]].append(r["metrics"])
+        groups[_key(r)][r["subject"]].append({**r["metrics"], **_baseline_f1(r)})
+        with_baselines[_key(r)] |= "baselines" in r
     rows = []
     for key in sorted(groups):
+        cols = list(METRICS) + ([f"{b}_f1" for b in BASELINE_TITLES]
+                                if with_baselines[key] else [])
         per_subject = []
         for subject in sorted(groups[key]):
             ms = groups[key][subject]
             row = dict(zip(("protocol", "dimension", "smoothing"), key, strict=True))
             row.update(subject=subject, n_folds=len(ms))
-            for m in METRICS:
-                row[m] = float(np.mean([x[m] for x in ms]))
+            for m in cols:
+                row[m] = float(np.mean([x.get(m, np.nan) for x in ms]))
             per_subject.append(row)
         rows.extend(per_subject)
         for stat, fn in (("mean", np.mean), ("std", np.std)):
             row = dict(zip(("protocol", "dimension", "smoothing"), key, strict=True))
             row.update(subject=stat, n_folds=len(per_subject))
-            for m in METRICS:
+            for m in cols:
                 row[m] = float(fn([x[m] for x in per_subject]))
             rows.append(row)
     return rows
+
+
+def _baseline_f1(record):
+    """``{"<name>_f1": weighted F1}`` of a record's baselines (NaN when not available)."""
+    base = record.get("baselines")
+    if not base:
+        return {}
+    return {f"{b}_f1": (float(base[b]["metrics"]["weighted_f1"])
+                        if b in base and "metrics" in base[b] else np.nan)
+            for b in BASELINE_TITLES}
+
+
+def _diff(group, col):
+    """Mean and std over subjects of HiSTN's weighted F1 minus ``col``."""
+    d = np.array([r["weighted_f1"] - r[col] for r in group])
+    return float(np.mean(d)), float(np.std(d))
+
+
+def verdicts(rows):
+    """One plain sentence per (protocol, dimension, smoothing) that has baselines.
+
+    Parameters
+    ----------
+    rows : list of dict
+        From :func:`summarize`.
+
+    Returns
+    -------
+    verdicts : list of dict
+        ``{"key": (protocol, dimension, smoothing), "text": str, "warning": bool,
+        "best": name, "vs_best": (mean, std), "vs_probe": (mean, std)}``: HiSTN's weighted
+        F1 minus the best baseline's (the non-probe baseline with the highest mean over
+        subjects) and minus the probe's, per subject, then mean and std over subjects
+        (ddof=0), in F1 points. ``warning`` when either mean is not above its std.
+    """
+    by_key = defaultdict(list)
+    for r in rows:
+        if r["subject"] not in ("mean", "std") and "probe_f1" in r:
+            by_key[(r["protocol"], r["dimension"], r["smoothing"])].append(r)
+    out = []
+    for key, group in by_key.items():
+        means = {b: np.mean([r[f"{b}_f1"] for r in group]) for b in BASELINE_TITLES
+                 if b != "probe"}
+        means = {b: m for b, m in means.items() if np.isfinite(m)}
+        best = max(means, key=means.get)
+        vs_best, vs_probe = _diff(group, f"{best}_f1"), _diff(group, "probe_f1")
+        n = len(group)
+        text = (f"{' · '.join(key)}: HiSTN minus the best baseline ({best}: "
+                f"{_DESCRIBED[best]}) is {vs_best[0]:+.1f} ± {vs_best[1]:.1f} "
+                f"weighted-F1 points, HiSTN minus the shortcut probe is "
+                f"{vs_probe[0]:+.1f} ± {vs_probe[1]:.1f} (mean ± std over {n} "
+                f"subject{'s' if n != 1 else ''}).")
+        warn = []
+        if not vs_best[0] > vs_best[1]:
+            warn.append(f"HiSTN does not beat the {best} baseline by more than its spread "
+                        "over subjects")
+        if not vs_probe[0] > vs_probe[1]:
+            warn.append("HiSTN does not beat the shortcut probe (channel means and slopes "
+                        "alone), so this protocol may measure clip identity, not emotion")
+        if warn:
+            text += " WARNING: " + "; ".join(warn) + "."
+        out.append({"key": key, "text": text, "warning": bool(warn), "best": best,
+                    "vs_best": vs_best, "vs_probe": vs_probe})
+    return out
 
 
 def write_tables(records, out_dir):
@@ -119,12 +204,13 @@ def write_tables(records, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = summarize(records)
     cols = ["protocol", "dimension", "smoothing", "subject", "n_folds", *METRICS]
+    cols += [f"{b}_f1" for b in BASELINE_TITLES if any(f"{b}_f1" in r for r in rows)]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", restval="")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v)
-                         for k, v in row.items()})
+        writer.writerow({k: (("n/a" if np.isnan(v) else f"{v:.4f}") if isinstance(v, float)
+                             else v) for k, v in row.items()})
     csv_path = out_dir / "results.csv"
     atomic_write_text(csv_path, buf.getvalue())
     md_path = out_dir / "results.md"
@@ -137,25 +223,35 @@ def _markdown(rows):
     by_key = defaultdict(list)
     for row in rows:
         by_key[(row["protocol"], row["dimension"], row["smoothing"])].append(row)
+    said = {v["key"]: v["text"] for v in verdicts(rows)}
     for (protocol, dimension, smoothing), group in by_key.items():
+        cols = dict(METRICS)
+        if "probe_f1" in group[0]:
+            cols.update({f"{b}_f1": t for b, t in BASELINE_TITLES.items()})
         lines.append(f"### {protocol} · {dimension} · {smoothing} targets\n")
-        lines.append("| subject | folds | " + " | ".join(METRICS.values()) + " |")
-        lines.append("|---" * (2 + len(METRICS)) + "|")
+        lines.append("| subject | folds | " + " | ".join(cols.values()) + " |")
+        lines.append("|---" * (2 + len(cols)) + "|")
         stats = {r["subject"]: r for r in group if r["subject"] in ("mean", "std")}
         for r in group:
             if r["subject"] in ("mean", "std"):
                 continue
             lines.append(f"| {r['subject']} | {r['n_folds']} | "
-                         + " | ".join(f"{r[m]:.2f}" for m in METRICS) + " |")
+                         + " | ".join(_num(r[m]) for m in cols) + " |")
         lines.append(f"| **mean ± std** ({stats['mean']['n_folds']} subjects) | | "
-                     + " | ".join(f"**{stats['mean'][m]:.2f} ± {stats['std'][m]:.2f}**"
-                                  for m in METRICS) + " |")
+                     + " | ".join(f"**{_num(stats['mean'][m])} ± {_num(stats['std'][m])}**"
+                                  for m in cols) + " |")
+        if (protocol, dimension, smoothing) in said:
+            lines.append(f"\n{said[(protocol, dimension, smoothing)]}")
         paper = PAPER_F1.get((protocol, dimension))
         if paper is not None:
             lines.append(f"\nPaper's reported mean weighted F1 for {protocol} {dimension} "
                          f"(Kuang et al. 2024, not ours): {paper:.2f} %.")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _num(v):
+    return "n/a" if np.isnan(v) else f"{v:.2f}"
 
 
 def _png(fig):
@@ -195,6 +291,8 @@ def _plots(records, rows):
         ax.legend(fontsize=7)
         ax.set_title(f"{title}: per subject (mean over folds)")
         parts.append(f"<h3>{html.escape(title)}</h3>" + _png(fig))
+        if "probe_f1" in subj[0]:
+            parts.append(_baseline_plot(plt, title, subj, rows, key))
         # summed confusion matrix + learning curves
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
         cm = np.sum([np.asarray(r["confusion"]) for r in recs], axis=0)
@@ -235,6 +333,31 @@ def _plots(records, rows):
         ax.set_title("Gaussian vs one-hot targets: Seq2HR per subject")
         parts.append("<h2>Gaussian vs one-hot label smoothing</h2>" + _png(fig))
     return parts
+
+
+def _baseline_plot(plt, title, subj, rows, key):
+    """Weighted F1 of HiSTN beside every baseline, per subject and overall (mean ± std)."""
+    stats = {r["subject"]: r for r in rows
+             if (r["protocol"], r["dimension"], r["smoothing"]) == key
+             and r["subject"] in ("mean", "std")}
+    cols = ["weighted_f1"] + [f"{b}_f1" for b in BASELINE_TITLES]
+    labels = ["HiSTN"] + [t[:-3] for t in BASELINE_TITLES.values()]
+    groups = [str(s["subject"]) for s in subj] + ["mean ± std"]
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(groups) + 3), 3.2))
+    x = np.arange(len(groups))
+    width = 0.8 / len(cols)
+    for i, (c, lab) in enumerate(zip(cols, labels, strict=True)):
+        vals = [s[c] for s in subj] + [stats["mean"][c]]
+        err = [0.0] * len(subj) + [stats["std"][c]]
+        ax.bar(x + (i - (len(cols) - 1) / 2) * width, np.nan_to_num(vals), width,
+               yerr=np.nan_to_num(err), label=lab, color=f"C{i}", capsize=2)
+    ax.set_xticks(x, groups)
+    ax.set_xlabel("subject")
+    ax.set_ylabel("weighted F1 (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncol=3)
+    ax.set_title(f"{title}: HiSTN beside the baselines (n/a bars are empty)")
+    return _png(fig)
 
 
 def _paper_table(rows):
@@ -288,6 +411,16 @@ def write_html_report(records, path, *, title="physioemo evaluation", notes=()):
                 "<b>sd</b> is the paper's within-trial split (optimistic: neighbouring "
                 "seconds of a clip are in training and test); <b>sd-strict</b> holds out "
                 "whole clips.</p>")
+    said = verdicts(rows)
+    if said:
+        body.append("<h2>HiSTN beside the baselines</h2>")
+        body.extend(("<p class='warn'>" if v["warning"] else "<p>")
+                    + html.escape(v["text"]) + "</p>" for v in said)
+        body.append("<p>Baselines, fitted on each fold's training windows and scored on "
+                    "its test windows: majority class, stratified guessing (exact "
+                    "expectation), band differential entropy + logistic regression, "
+                    "heart rate/HRV + logistic regression, and the shortcut probe "
+                    "(per-window channel means and slopes, 5-nearest neighbours).</p>")
     body.append("<h2>Ours beside the paper's reported numbers</h2>" + _paper_table(rows))
     body.append("<h2>Results table</h2><pre>" + html.escape(md) + "</pre>")
     body.extend(_plots(records, rows))

@@ -69,7 +69,7 @@ VALIDATION = {
 #: run_protocol keyword arguments that the tuner sets itself (never searched).
 RESERVED = ("name", "data", "labels", "dimension", "subjects", "seed", "out_dir", "n_jobs",
             "n_threads", "device", "folds", "save_checkpoints", "model_fn", "subject_numbers",
-            "verbose", "data_id")
+            "verbose", "data_id", "baselines", "ecg")
 
 
 def searchable_params(accepted_by=None):
@@ -188,7 +188,8 @@ class ProtocolRunner:
                                dimension=self.dimension, subjects=[subject], folds=folds,
                                seed=self.seed, device=self.device, n_threads=self.n_threads,
                                out_dir=out_dir, save_checkpoints=False, verbose=False,
-                               subject_numbers=self.subject_numbers, **config)
+                               subject_numbers=self.subject_numbers, baselines=False,
+                               **config)
         if len(records) != 1:
             raise DataError(f"run_protocol returned {len(records)} records for subject "
                             f"{subject}, fold {fold}; expected exactly 1; this is a bug, "

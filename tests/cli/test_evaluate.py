@@ -230,3 +230,28 @@ def test_environment_cannot_set_out_or_subjects(tmp_path, capsys, monkeypatch):
     assert errors == ["physioemo evaluate: error: no output directory given; pass --out DIR "
                       "(or 'out' in --config)."]
     assert sum("ignoring the environment variable PHYSIOEMO_" in line for line in err) == 2
+
+
+def test_baselines_by_default_and_no_baselines_skips_them(tmp_path, capsys):
+    quick = ["evaluate", "--protocol", "no-pretrain", "--subjects", "1", "--epochs", "1",
+             *TINY]
+    out = tmp_path / "with"
+    assert main([*quick, "--out", str(out)]) == 0
+    (rec,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    base = rec["baselines"]
+    assert set(base) == {"majority", "stratified", "classic", "physio", "probe"}
+    assert base["physio"]["available"]  # R peaks from the generated file's ECG
+    assert base["probe"]["metrics"]["n_windows"] == rec["n_test"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["baselines"] is True
+    md = (out / "results.md").read_text()
+    assert "Probe F1" in md and "HiSTN minus the best baseline" in md
+    assert "HiSTN minus the best baseline" in (out / "report.html").read_text()
+    # a resumed run keeps its choice
+    assert main([*quick, "--out", str(out), "--no-baselines"]) == 2
+    assert "baselines: True -> False" in capsys.readouterr().err
+    off = tmp_path / "without"
+    assert main([*quick, "--out", str(off), "--no-baselines"]) == 0
+    (rec,) = [json.loads(x) for x in (off / "results.jsonl").read_text().splitlines()]
+    assert "baselines" not in rec
+    assert "Probe F1" not in (off / "results.md").read_text()
+    assert json.loads((off / "settings.json").read_text())["baselines"] is None

@@ -183,3 +183,37 @@ def test_content_hash_is_memoised_and_checked_against_an_oracle(src, tmp_path, m
 def test_a_folder_as_source_is_one_clear_error(tmp_path):
     with pytest.raises(DataError, match="is a folder or not a regular file"):
         load_preprocessed(tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_r_peaks_are_aligned_on_the_kept_60_s_and_cached(tmp_path, monkeypatch, mat_builder):
+    from physioemo.datasets import features
+    from physioemo.datasets.cache import load_r_peaks
+
+    lengths = (7700, 7900)
+    subjects = mat_builder.random_subjects(lengths=lengths)
+    beats = {}
+    for s, subj in enumerate(subjects):
+        for j, m in enumerate(lengths):
+            where = np.arange(100 + 7 * s + 3 * j, 2 * m - 100, 200 + 10 * j)
+            subj["ecg_stimuli"][j][where, 0] += 400.0  # R peaks on lead 1
+            beats[s, j] = where - (2 * m - 2 * 7680)  # counted from the first kept sample
+    path = mat_builder.write(tmp_path / "ecg.mat", subjects)
+    calls = []
+    real = features._dreamer_r_peaks
+    monkeypatch.setattr(features, "_dreamer_r_peaks",
+                        lambda *a: calls.append(a) or real(*a))
+    cdir = tmp_path / "cache"
+    peaks = load_r_peaks(path, cache_dir=cdir)
+    assert len(peaks) == 2 and all(len(p) == 2 for p in peaks)
+    for (s, j), want in beats.items():
+        np.testing.assert_array_equal(peaks[s][j], want)
+        assert peaks[s][j].dtype == np.int64
+    again = load_r_peaks(path, cache_dir=cdir)
+    assert len(calls) == 1  # served from disk
+    for s in range(2):
+        for j in range(2):
+            np.testing.assert_array_equal(again[s][j], peaks[s][j])
+    one = load_r_peaks(path, subjects=[1], cache_dir=cdir)
+    assert len(calls) == 2 and len(one) == 1
+    np.testing.assert_array_equal(one[0][1], peaks[1][1])
+    assert sum(p.name.startswith("dreamer-rpeaks-") for p in cdir.iterdir()) == 2

@@ -158,6 +158,9 @@ def test_results_do_not_depend_on_n_jobs(tiny_data, tmp_path):
         assert a["metrics"] == b["metrics"] and a["curve"] == b["curve"]
         assert a["confusion"] == b["confusion"]
         assert a["native_kernel"] is None  # a model without native kernels
+        # the baselines are seeded from the fold's seed too
+        assert ({k: v.get("metrics") for k, v in a["baselines"].items()}
+                == {k: v.get("metrics") for k, v in b["baselines"].items()})
     lines = [json.loads(x) for x in (tmp_path / "2" / "results.jsonl").read_text().splitlines()]
     assert sorted(x["subject"] for x in lines) == [1, 3]
 
