@@ -21,6 +21,13 @@ bound. Every marker is kept whole in the sidecar (FILE.json, "markers"); the EDF
 at most 64 annotations per second and 40 bytes of text each, and the sidecar and the log
 say exactly which markers it shortened or could not hold. --force never touches a
 recording that is still running (its process holds the journal's lock).
+
+With --model (a checkpoint of `physioemo evaluate --normalization causal`), the first
+--baseline-s seconds (10) are the normalisation baseline; then every --update-s a rating is
+predicted from the latest window and appended to FILE.live-predictions.csv with the sample
+index and time of the window's end and the checkpoint's path and SHA-256 (also in the
+sidecar); `physioemo predict --checkpoint CKPT --edf FILE --baseline-seconds S` reproduces
+those probabilities on the finished recording.
 """
 
 #: Every option (config-file keys are these names) with its default.

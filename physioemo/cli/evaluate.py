@@ -22,6 +22,12 @@ protocols:
   1on1         pretrain on the previous subject only, then fine-tune
   no-pretrain  fine-tuning stage only
 
+--normalization paper (default) is the reference's: each clip z-scored with its baseline,
+then divided by its own maximum absolute value over the kept 60 s (transductive: that scale
+uses the whole clip, under sd its test part too). --normalization causal divides by the
+maximum absolute value of the z-scored baseline instead: what a live stream can compute.
+Checkpoints record the form; `predict` follows it and `acquire --model` needs causal.
+
 Without --dreamer (and without PHYSIOEMO_DREAMER_PATH) a small generated DREAMER-format
 file is used, and the output says so loudly.
 
