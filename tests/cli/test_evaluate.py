@@ -230,3 +230,22 @@ def test_environment_cannot_set_out_or_subjects(tmp_path, capsys, monkeypatch):
     assert errors == ["physioemo evaluate: error: no output directory given; pass --out DIR "
                       "(or 'out' in --config)."]
     assert sum("ignoring the environment variable PHYSIOEMO_" in line for line in err) == 2
+
+
+def test_evaluate_causal_normalization_reaches_config_records_and_checkpoints(tmp_path):
+    import torch  # noqa: F401  (load_checkpoint)
+
+    from physioemo.models import load_checkpoint
+
+    out = tmp_path / "causal"
+    assert main(["evaluate", "--protocol", "no-pretrain", "--subjects", "1", "--epochs", "1",
+                 "--normalization", "causal", "--out", str(out), *TINY]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["normalization"] == "causal"
+    assert json.loads((out / "settings.json").read_text())["normalization"] == "causal"
+    recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["normalization"] for r in recs] == ["causal"]
+    _, extra = load_checkpoint(out / "checkpoints" / "subject01.pt")
+    assert extra["normalization"] == "causal"
+    # the same folder cannot resume as paper (the data differ)
+    assert main(["evaluate", "--protocol", "no-pretrain", "--subjects", "1", "--epochs", "1",
+                 "--out", str(out), *TINY]) == 2
