@@ -227,6 +227,7 @@ class LivePredictor:
                  "live predictions)")
         self.log = log
         self.error = None
+        self._last = None
         self._ring = np.full((len(self.index), self.window_in), np.nan)
 
     @property
@@ -274,6 +275,8 @@ class LivePredictor:
         elif n:
             self._ring = np.concatenate([self._ring[:, n:], z], axis=1)
         end, stop = self.n_seen, self.normalizer.baseline_stop
+        if n == 0 and self._last is not None:  # nothing new: one prediction per window
+            return self._last
         if end < stop + self.window_in:
             done = min(end, stop) / self.sfreq
             return {"baseline": f"{done:.1f}/{self.baseline_s:g} s"}
@@ -281,7 +284,8 @@ class LivePredictor:
         if self.log is not None:
             self.log.write(end, end - self.window_in, self.sfreq, proba)
         k = int(proba.argmax())
-        return {self.dimension: k + 1, "p": round(float(proba[k]), 2)}
+        self._last = {self.dimension: k + 1, "p": round(float(proba[k]), 2)}
+        return self._last
 
     def close(self):
         """Finish the predictions file; return what the recording's sidecar keeps of it.

@@ -133,7 +133,21 @@ def test_streamed_model_inputs_equal_the_offline_causal_ones(checkpoint, tmp_pat
     assert len(spy.inputs) == len(expected) >= 10
     for x, e in zip(spy.inputs, expected, strict=True):
         np.testing.assert_array_equal(x[0].numpy(), e.astype(np.float32))
-    # and in 1-sample chunks, straight into the predictor
+    # random chunk sizes (some longer than a window, some empty), straight into it
+    rng = np.random.default_rng(1)
+    spy.inputs.clear()
+    pred = LivePredictor(spy, extra, DREAMER, 128.0, baseline_s=2.0)
+    ends, t = [], 0
+    while t < stored.shape[1]:
+        size = int(rng.choice([0, 1, 7, 60, 129, 300]))
+        pred(stored[:, t:t + size])
+        t = min(t + size, stored.shape[1])
+        if t >= 384 and size:
+            ends.append(t)
+    assert len(spy.inputs) == len(ends) >= 5
+    for x, e in zip(spy.inputs, ends, strict=True):
+        np.testing.assert_array_equal(x[0].numpy(), offline[:, e - 128:e].astype(np.float32))
+    # and in 1-sample chunks
     spy.inputs.clear()
     pred = LivePredictor(spy, extra, DREAMER, 128.0, baseline_s=2.0)
     for i in range(400):
@@ -196,3 +210,14 @@ def test_acquire_writes_live_predictions_that_predict_reproduces(checkpoint250, 
         for k in range(1, 6):
             assert abs(float(r[f"p_rating{k}"]) - float(o[f"p_rating{k}"])) < 1e-5
         assert r["predicted_rating"] == o["predicted_rating"]
+
+
+def test_an_existing_live_predictions_file_needs_force(checkpoint250, tmp_path, capsys):
+    out = tmp_path / "rec.edf"
+    live = tmp_path / "rec.live-predictions.csv"
+    live.write_text("earlier predictions\n")
+    assert main(["acquire", "--device", "synthetic-epoc", "--model", str(checkpoint250),
+                 "--out", str(out), "--duration", "1", "--no-tui"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "live predictions file" in err[0] and "--force" in err[0]
+    assert live.read_text() == "earlier predictions\n" and not out.exists()
