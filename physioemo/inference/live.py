@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets.preprocessing import CausalNormalizer
+from ..datasets.preprocessing import CausalNormalizer, checkpoint_form
 from ..exceptions import DataError, ParameterError
 from ..utils._checks import check_number
 from ..utils.logging import logger
@@ -59,10 +59,9 @@ def checkpoint_identity(path, extra=None):
         ``dimension``, ``normalization``.
     """
     path = Path(path).resolve()
-    spec_extra = extra or {}
     return {"checkpoint": str(path), "checkpoint_sha256": file_sha256(path),
-            "dimension": str(spec_extra.get("dimension", "rating")),
-            "normalization": str(spec_extra.get("normalization") or "paper")}
+            "dimension": str((extra or {}).get("dimension", "rating")),
+            "normalization": checkpoint_form(extra)}
 
 
 class LivePredictionLog:
