@@ -182,6 +182,10 @@ def run(args):
     logger.info("recorded %.1f s to %s: %d markers, %d samples dropped, %.2f Hz achieved",
                 summary["duration_s"], summary.get("file"), summary["n_markers"],
                 tel["dropped_samples"], tel["achieved_sfreq"] or float("nan"))
+    live = summary.get("live_predictions")
+    if live and live.get("file"):
+        logger.info("%d live predictions -> %s", live["n_predictions"],
+                    live_path.name)
     if summary.get("file"):
         print(summary["file"])
     return 0

@@ -221,3 +221,24 @@ def test_an_existing_live_predictions_file_needs_force(checkpoint250, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "live predictions file" in err[0] and "--force" in err[0]
     assert live.read_text() == "earlier predictions\n" and not out.exists()
+
+
+def test_another_headset_rate_resamples_the_normalised_window(checkpoint):
+    from scipy.signal import resample_poly
+
+    from physioemo.models import load_checkpoint
+
+    model, extra = load_checkpoint(checkpoint)
+    spy = Spy(model)
+    pred = LivePredictor(spy, extra, DREAMER, 256.0, baseline_s=1.0)
+    x = np.random.default_rng(2).normal(0, 10, (14, 256 * 3))
+    for t in range(0, x.shape[1], 100):
+        pred(x[:, t:t + 100])
+    offline = normalize_recording(x, 0, 256, form="causal")
+    ends = [e for e in range(100, x.shape[1] + 100, 100) if min(e, 768) >= 512]
+    ends = [min(e, 768) for e in ends]
+    assert len(spy.inputs) == len(ends) == 3
+    for got, e in zip(spy.inputs, ends, strict=True):
+        want = resample_poly(offline[:, e - 256:e], 1, 2, axis=-1)[:, -128:]
+        np.testing.assert_allclose(got[0].numpy(), want.astype(np.float32), rtol=1e-6,
+                                   atol=1e-6)
