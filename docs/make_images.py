@@ -4,10 +4,12 @@
   :func:`physioemo.acquisition.view.render` the command draws), captured at the end of a
   14-s recording of BrainFlow's synthetic board with the DREAMER channel names
   (``--device synthetic-epoc``), one TCP marker and live predictions of the checkpoint that
-  the evaluation below wrote (``--model``; they start after a 10-s baseline), exported with
+  the evaluation below wrote (``--normalization causal``, so that ``--model`` accepts it;
+  they start one window after a 10-s baseline), exported with
   rich's ``Console(record=True).save_svg``.
 * ``report-subjects.png``, ``report-confusion.png``, ``report-seq2hr.png``: the plots of
-  the ``report.html`` that a tiny ``physioemo evaluate --smoothing both`` run writes on a
+  the ``report.html`` that a tiny ``physioemo evaluate --smoothing both`` run (causal
+  normalisation) writes on a
   generated DREAMER-format file (per-subject bars, confusion matrix with learning curves,
   Gaussian vs one-hot Seq2HR), decoded from the report as they are embedded there. The
   numbers in them come from a few training steps on synthetic data and mean nothing.
@@ -71,9 +73,9 @@ def live_view(out, work, *, checkpoint=None, duration_s=14.0, width=96):
     view = _Capture()
     predictor = None
     if checkpoint is not None:
-        from physioemo.cli._live import load_predictor
+        from physioemo.inference.live import load_predictor
 
-        predictor = load_predictor(checkpoint, source.ch_names, source.sfreq, update_s=0.25)
+        predictor = load_predictor(checkpoint, source.ch_names, source.sfreq)
     acq = Acquisition(source, recorder, hub=hub, view=view, predictor=predictor)
     # what `echo "stim 3" | nc -q0 127.0.0.1 5000` does during `--markers tcp:5000`
     timer = threading.Timer(duration_s / 3, hub.add, args=("stim 3", "tcp"))
@@ -101,6 +103,7 @@ def report_pictures(out_dir, work):
     run = Path(work) / "eval"
     run_command(["evaluate", "--protocol", "sd", "--subjects", "1", "2", "3",
                  "--epochs", "3", "--steps-per-epoch", "10", "--smoothing", "both",
+                 "--normalization", "causal",  # its checkpoint serves the live view
                  "--threads", "1", "--seed", "0", "-q", "--out", str(run)], check=True)
     page = (run / "report.html").read_text()
     # each plot is an <img src='data:image/png;base64,...'/> after its section heading

@@ -154,6 +154,44 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
+#: Digital range of each file type.
+DIGITAL_RANGE = {"edf": (-32768, 32767), "bdf": (-8388608, 8388607)}
+
+
+def _digital(seg, physical_min, physical_max, dmin, dmax):
+    """Clipped physical samples -> the nearest digital values (what the file stores)."""
+    gain = (dmax - dmin) / (physical_max - physical_min)
+    # round to the nearest digital value (edflib would truncate): the error is at most
+    # half a quantisation step
+    return np.rint((seg - physical_min) * gain + dmin).astype(np.int32)
+
+
+def stored_values(data, physical_min, physical_max, filetype="edf"):
+    """Return the samples as a reader of the written EDF+/BDF+ will get them.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_channels, n_times)
+        Samples in the recording's units.
+    physical_min, physical_max : float
+        Physical range of the file.
+    filetype : {"edf", "bdf"}
+        16-bit or 24-bit.
+
+    Returns
+    -------
+    stored : ndarray of float64, shape (n_channels, n_times)
+        Clipped to the physical range, quantised to its digital steps, NaN/inf as 0
+        (as :func:`write_edf` writes them).
+    """
+    dmin, dmax = DIGITAL_RANGE[filetype]
+    seg = np.array(data, dtype=np.float64)
+    seg[~np.isfinite(seg)] = 0.0
+    np.clip(seg, physical_min, physical_max, out=seg)
+    dig = _digital(seg, physical_min, physical_max, dmin, dmax)
+    return (dig - dmin) * ((physical_max - physical_min) / (dmax - dmin)) + physical_min
+
+
 def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units="uV",
               annotations=(), start_time=None, equipment="", filetype="edf",
               full_text_at=None):
@@ -243,7 +281,6 @@ def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units=
             if start_time is not None:
                 writer.setStartdatetime(_edf_start(start_time))
             block = 60 * record
-            gain = (dmax - dmin) / (physical_max - physical_min)
             for i0 in range(0, n_records * record, block):
                 seg = np.array(data[:, i0:i0 + block], dtype=np.float64, order="C")
                 seg[bad[:, i0:i0 + block]] = 0.0
@@ -253,9 +290,7 @@ def write_edf(path, data, sfreq, ch_names, *, physical_min, physical_max, units=
                     seg = np.concatenate([seg, np.repeat(last, short, axis=1)], axis=1)
                 clipped += int(np.count_nonzero((seg < physical_min) | (seg > physical_max)))
                 np.clip(seg, physical_min, physical_max, out=seg)
-                # round to the nearest digital value (edflib would truncate): the error is
-                # at most half a quantisation step
-                dig = np.rint((seg - physical_min) * gain + dmin).astype(np.int32)
+                dig = _digital(seg, physical_min, physical_max, dmin, dmax)
                 writer.writeSamples(list(dig), digital=True)
             for ann in written:
                 writer.writeAnnotation(ann["onset"], ann["duration"] or -1, ann["text"])

@@ -203,6 +203,24 @@ class Recorder:
         self.n_times += data.shape[1]
         self.flush_if_due()
 
+    def as_stored(self, data):
+        """Return ``data`` as the finished file will hold it (clipped and quantised).
+
+        Parameters
+        ----------
+        data : ndarray, shape (n_channels, n_times)
+            Samples in ``units``.
+
+        Returns
+        -------
+        stored : ndarray of float64, shape (n_channels, n_times)
+            What a reader of the EDF+/BDF+ gets (:func:`~.edf.stored_values`).
+        """
+        from .edf import stored_values
+
+        self._check_started("as_stored")
+        return stored_values(data, self._lo, self._hi, self.filetype)
+
     def annotate(self, onset_s, description, duration_s=0.0, *, origin=None,
                  host_time=None, raw=None):
         r"""Add an annotation (a marker or a quality event) to the journal, in full.

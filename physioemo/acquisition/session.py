@@ -66,8 +66,12 @@ class Acquisition:
         ``on_update(filtered, features)`` after each band-power update (``features`` is
         ``None`` before the first full window); gets every filtered sample exactly once.
     predictor : callable | None
-        ``predictor(window)`` -> dict, called on the latest raw window (n_channels,
-        ``window_s * sfreq``) at each update once the window is full.
+        ``predictor(chunk)`` -> dict, called at each update with the raw samples that
+        arrived since the previous call (n_channels, n_times), so that it sees every
+        sample exactly once, as the recording file holds them (clipped and quantised by
+        ``recorder.as_stored``); it keeps its own window and clock (e.g.
+        :class:`physioemo.inference.live.LivePredictor`). If it has a ``close()`` method,
+        its return value is kept in the summary and the sidecar as ``live_predictions``.
     outlet : object | None
         ``push(filtered, timestamps)`` and ``push_features(features)`` (LSL outlets).
     telemetry_kwargs : dict | None
@@ -140,8 +144,8 @@ class Acquisition:
                                max(1, int(self.ring_s * self.sfreq * self.telemetry.rate_factor)))
         self.n_done = 0
         self._pending_filtered = []
+        self._pending_raw = []
         self._n_pending = 0
-        self._raw_window = np.zeros((self.n_channels, self.window_samples))
         self._ts_hist = deque()
         self._pending_markers = []
         self.features = None
@@ -338,12 +342,9 @@ class Acquisition:
         filtered = self.filter.process(data)
         self._pending_filtered.append(filtered)
         self._n_pending += n
-        # raw window for predictions
-        if n >= self.window_samples:
-            self._raw_window[:] = data[:, -self.window_samples:]
-        else:
-            self._raw_window = np.roll(self._raw_window, -n, axis=1)
-            self._raw_window[:, -n:] = data
+        if self.predictor is not None:  # every sample, as the file will hold it
+            self._pending_raw.append(data if self.recorder is None
+                                     else self.recorder.as_stored(data))
         self._ts_hist.append((self.n_done, ts))
         while len(self._ts_hist) > 1 and ts[-1] - self._ts_hist[0][1][-1] > 30.0:
             self._ts_hist.popleft()
@@ -363,8 +364,10 @@ class Acquisition:
         self.features = self.bandpower.update(chunk)
         if self.features is not None and self.outlet is not None:
             self.outlet.push_features(self.features)
-        if self.predictor is not None and self.n_done >= self.window_samples:
-            self.prediction = self.predictor(self._raw_window.copy())
+        if self.predictor is not None and self._pending_raw:
+            raw = np.concatenate(self._pending_raw, axis=1)
+            self._pending_raw = []
+            self.prediction = self.predictor(raw)
         if self.on_update is not None:
             self.on_update(chunk, self.features)
 
@@ -438,13 +441,18 @@ class Acquisition:
             "source": self.source.info(),
             "markers_lost_in_transport": self._transport_losses(),
         }
+        close = getattr(self.predictor, "close", None)
+        if close is not None:
+            summary["live_predictions"] = close()
         self.summary = summary
         if self.recorder is not None and self._recording:
             try:
                 summary["file"] = str(self.recorder.close(metadata={
                     "telemetry": summary["telemetry"], "online": summary["online"],
                     "events": summary["events"], "source": summary["source"],
-                    "markers_lost_in_transport": summary["markers_lost_in_transport"]}))
+                    "markers_lost_in_transport": summary["markers_lost_in_transport"],
+                    **({"live_predictions": summary["live_predictions"]}
+                       if "live_predictions" in summary else {})}))
             except DataError:
                 self.recorder.abort()
                 raise

@@ -21,6 +21,13 @@ bound. Every marker is kept whole in the sidecar (FILE.json, "markers"); the EDF
 at most 64 annotations per second and 40 bytes of text each, and the sidecar and the log
 say exactly which markers it shortened or could not hold. --force never touches a
 recording that is still running (its process holds the journal's lock).
+
+With --model (a checkpoint of `physioemo evaluate --normalization causal`), the first
+--baseline-s seconds (10) are the normalisation baseline; then every --update-s a rating is
+predicted from the latest window and appended to FILE.live-predictions.csv with the sample
+index and time of the window's end and the checkpoint's path and SHA-256 (also in the
+sidecar); `physioemo predict --checkpoint CKPT --edf FILE --baseline-seconds S` reproduces
+those probabilities on the finished recording.
 """
 
 #: Every option (config-file keys are these names) with its default.
@@ -28,7 +35,8 @@ DEFAULTS = {
     "device": None, "serial_port": None, "mac": None, "ip": None, "ip_port": None,
     "file": None, "master": None, "speed": 1.0, "out": None, "duration": None,
     "markers": None, "l_freq": 1.0, "h_freq": 45.0, "notch": "auto", "kind": "power",
-    "window_s": 1.0, "update_s": 0.25, "stall_s": 2.0, "model": None, "lsl_out": False,
+    "window_s": 1.0, "update_s": 0.25, "stall_s": 2.0, "model": None,
+    "baseline_s": 10.0, "lsl_out": False,
     "no_tui": False, "force": False,
 }
 
@@ -67,7 +75,14 @@ def add_arguments(parser):
     online.add_argument("--stall-s", type=float, metavar="S",
                         help="no data for S seconds is a stall (default 2)")
     online.add_argument("--model", metavar="CKPT",
-                        help="HiSTN checkpoint for live valence/arousal predictions")
+                        help="HiSTN checkpoint trained with `evaluate --normalization "
+                             "causal` for live predictions (after a 10-s baseline at the "
+                             "start), each written with its sample time to "
+                             "FILE.live-predictions.csv")
+    online.add_argument("--baseline-s", dest="baseline_s", type=float, metavar="S",
+                        help="--model: the first S seconds are the baseline of the causal "
+                             "normalisation (default 10; `predict --baseline-seconds S` "
+                             "uses the same)")
     online.add_argument("--lsl-out", action="store_true", default=None,
                         help="publish filtered EEG and band powers as LSL streams")
     online.add_argument("--no-tui", action="store_true", default=None,
@@ -117,6 +132,14 @@ def run(args):
                              "rec.edf (see `physioemo acquire --help`).")
     profile = load_profile(s["device"])
     out = check_output(s["out"], force=bool(s["force"]), inputs=(s["file"], s["model"]))
+    live_path = None
+    if s["model"]:
+        from ..inference.live import live_predictions_path
+        from ..utils._checks import check_output_path
+
+        live_path = check_output_path(live_predictions_path(out), force=bool(s["force"]),
+                                      inputs=(s["file"], s["model"]),
+                                      name="live predictions file")
     source = BrainFlowSource(profile, serial_port=s["serial_port"], mac_address=s["mac"],
                              ip_address=s["ip"], ip_port=s["ip_port"], file=s["file"],
                              master=s["master"], speed=s["speed"])
@@ -133,10 +156,11 @@ def run(args):
     listeners = make_listeners(specs, hub)
     predictor = None
     if s["model"]:
-        from ._live import load_predictor
+        from ..inference.live import load_predictor
 
         predictor = load_predictor(s["model"], source.ch_names, source.sfreq,
-                                   update_s=s["update_s"])
+                                   baseline_s=s["baseline_s"], predictions=live_path,
+                                   force=bool(s["force"]))
     outlet = None
     if s["lsl_out"]:
         from ..acquisition.lsl_outlet import LSLOutlet
@@ -158,6 +182,10 @@ def run(args):
     logger.info("recorded %.1f s to %s: %d markers, %d samples dropped, %.2f Hz achieved",
                 summary["duration_s"], summary.get("file"), summary["n_markers"],
                 tel["dropped_samples"], tel["achieved_sfreq"] or float("nan"))
+    live = summary.get("live_predictions")
+    if live and live.get("file"):
+        logger.info("%d live predictions -> %s", live["n_predictions"],
+                    live_path.name)
     if summary.get("file"):
         print(summary["file"])
     return 0

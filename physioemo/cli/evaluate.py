@@ -26,6 +26,12 @@ protocols:
   1on1         pretrain on the previous subject only, then fine-tune
   no-pretrain  fine-tuning stage only
 
+--normalization paper (default) is the reference's: each clip z-scored with its baseline,
+then divided by its own maximum absolute value over the kept 60 s (transductive: that scale
+uses the whole clip, under sd its test part too). --normalization causal divides by the
+maximum absolute value of the z-scored baseline instead: what a live stream can compute.
+Checkpoints record the form; `predict` follows it and `acquire --model` needs causal.
+
 Without --dreamer (and without PHYSIOEMO_DREAMER_PATH) a small generated DREAMER-format
 file is used, and the output says so loudly.
 
@@ -45,8 +51,8 @@ DEFAULTS = {
     "epochs": None, "finetune_epochs": None, "steps_per_epoch": None,
     "lr": None, "dropout": None, "batch_size": None,
     "smoothing": "gaussian", "sigma": 0.5, "graph": "G0", "jobs": 1, "threads": None,
-    "device": "cpu", "cache_dir": None, "synthetic_subjects": 4, "synthetic_seconds": 70.0,
-    "out": None, "seed": 0, "baselines": True,
+    "device": "cpu", "normalization": "paper", "cache_dir": None, "synthetic_subjects": 4,
+    "synthetic_seconds": 70.0, "out": None, "seed": 0, "baselines": True,
 }
 
 
@@ -86,6 +92,11 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, metavar="T",
                         help="torch threads per process (default: cores // jobs)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cpu")
+    parser.add_argument("--normalization", choices=("paper", "causal"),
+                        help="paper: the reference's (baseline z-score, max-abs over each "
+                             "60-s clip; transductive); causal: divided by the z-scored "
+                             "baseline's max-abs instead, what a live stream computes; "
+                             "train causal for `acquire --model` (default: paper)")
     parser.add_argument("--cache-dir", dest="cache_dir", metavar="DIR",
                         help="preprocessing cache directory (default: the loader's)")
     parser.add_argument("--synthetic-subjects", dest="synthetic_subjects", type=int,
@@ -116,6 +127,7 @@ def _check(settings):
         raise UsageError("no output directory given; pass --out DIR (or 'out' in --config).")
     check_option("protocol", settings["protocol"], PROTOCOLS)
     check_option("smoothing", settings["smoothing"], ("gaussian", "onehot", "uniform", "both"))
+    check_option("normalization", settings["normalization"], ("paper", "causal"))
     for key in ("epochs", "finetune_epochs", "steps_per_epoch", "batch_size", "threads"):
         if settings[key] is not None:
             check_number(key, settings[key], low=1, integer=True)
@@ -164,6 +176,7 @@ def _refuse_other_settings(out, settings):
     if not path.exists() or not any(p.stat().st_size for p in out.glob("**/results.jsonl")):
         return  # nothing yet, or a run that failed before its first result
     old = load_config(path)
+    old.setdefault("normalization", "paper")  # runs from before the forms existed
     new = yaml.safe_load(yaml.safe_dump(_plain(settings)))
     diff = sorted(k for k in set(old) | set(new)
                   if k not in RESUMABLE and old.get(k) != new.get(k))
@@ -221,7 +234,7 @@ def run(args):
     # subject-independent protocols train on the other subjects: they need them all
     data, labels, numbers, data_id = load_subjects(
         path, None if settings["protocol"] in SI_PROTOCOLS else settings["subjects"],
-        cache_dir=cache_dir)
+        cache_dir=cache_dir, normalization=settings["normalization"])
     ecg = None
     if settings["baselines"]:
         from ..datasets.cache import load_r_peaks
@@ -249,7 +262,8 @@ def run(args):
                      sigma=settings["sigma"], graph=settings["graph"], seed=settings["seed"],
                      out_dir=run_dir, n_jobs=settings["jobs"], n_threads=settings["threads"],
                      device=settings["device"], subject_numbers=numbers, data_id=data_id,
-                     baselines=bool(settings["baselines"]), ecg=ecg)
+                     baselines=bool(settings["baselines"]), ecg=ecg,
+                     normalization=settings["normalization"])
         run_dirs.append(run_dir)
     paths = build_report(run_dirs, out, notes=notes,
                          title=f"physioemo evaluate: {settings['protocol']}, "

@@ -125,7 +125,8 @@ def load_preprocessed(path=None, *, subjects=None, cache_dir=None, force=False, 
     force : bool
         Recompute and overwrite the entry even if a valid one exists.
     **params
-        Passed to :func:`histn_preprocess` (``l_freq``, ``h_freq``, ``normalization``).
+        Passed to :func:`histn_preprocess` (``l_freq``, ``h_freq``, ``normalization``);
+        every one, defaults included, is part of the cache key.
 
     Returns
     -------
@@ -149,6 +150,11 @@ def load_preprocessed(path=None, *, subjects=None, cache_dir=None, force=False, 
     resolved = {k: v for k, v in bound.arguments.items() if k != "dreamer"}
     if resolved["subjects"] is not None:
         resolved["subjects"] = [int(s) for s in resolved["subjects"]]
+    if isinstance(resolved.get("normalization"), str):  # an earlier name hashes as the form
+        from .preprocessing import ALIASES
+
+        resolved["normalization"] = ALIASES.get(resolved["normalization"],
+                                                resolved["normalization"])
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     key = cache_key(path, resolved, memo_dir=cache_dir)
     entry = cache_dir / f"dreamer-histn-{key[:24]}.npz"
@@ -193,7 +199,7 @@ def _write_entry(entry, key, data, labels):
         raise
 
 
-def load_subjects(path, numbers=None, *, cache_dir=None):
+def load_subjects(path, numbers=None, *, cache_dir=None, normalization="paper"):
     """Preprocess only the subjects a run needs, and identify the data independently of them.
 
     Parameters
@@ -206,6 +212,8 @@ def load_subjects(path, numbers=None, *, cache_dir=None):
         block the others.
     cache_dir : str | Path | None
         Cache folder (see :func:`load_preprocessed`).
+    normalization : {"paper", "causal"}
+        The form of :mod:`physioemo.datasets.preprocessing` (see :func:`histn_preprocess`).
 
     Returns
     -------
@@ -228,7 +236,8 @@ def load_subjects(path, numbers=None, *, cache_dir=None):
             raise ParameterError(f"subjects {bad} are not in {str(path)!r}, which holds "
                                  f"subjects 1..{n_subjects}; pick subjects in that range.")
     subjects = None if numbers is None else [n - 1 for n in numbers]
-    data, labels = load_preprocessed(path, subjects=subjects, cache_dir=cache_dir)
+    data, labels = load_preprocessed(path, subjects=subjects, cache_dir=cache_dir,
+                                     normalization=normalization)
     loaded = np.arange(1, n_subjects + 1) if numbers is None else np.asarray(numbers)
     memo = Path(cache_dir).expanduser() if cache_dir is not None else None
     data_id = f"sha256:{file_sha256(path, memo_dir=memo)[:20]}/v{PREPROCESS_VERSION}"

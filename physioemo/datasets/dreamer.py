@@ -556,17 +556,23 @@ class _V5Walker:
 
 #: Bumped whenever the numbers :func:`histn_preprocess` returns change (part of cache keys).
 PREPROCESS_VERSION = 1
-NORMALIZATIONS = ("baseline-zscore", "stimulus-zscore", "none")
+#: Accepted ``normalization`` values: the two forms of :mod:`physioemo.datasets.preprocessing`,
+#: then two that are not for serving (``"baseline-zscore"`` is an earlier name of ``"paper"``).
+NORMALIZATIONS = ("paper", "causal", "stimulus-zscore", "none")
+
+_FLAT_FIX = "drop that subject (--subjects) or repair the channel in the file"
 
 
 def histn_preprocess(dreamer, *, subjects=None, l_freq=None, h_freq=None,
-                     normalization="baseline-zscore"):
+                     normalization="paper"):
     """Preprocess DREAMER EEG exactly as HiSTN does (histn-spec section 1).
 
     For each subject, clip and channel: mean and population std (ddof=0) of the middle
     10 s of the clip's own baseline (samples 3264..4543); the last 60 s of the stimulus
-    (7680 samples) z-scored with them; then divided by its maximum absolute value. No
-    filtering by default. Computed in float64, returned as float32.
+    (7680 samples) z-scored with them; then divided by its maximum absolute value (the
+    ``"paper"`` form of :mod:`physioemo.datasets.preprocessing`, which also defines the
+    ``"causal"`` form and the flat-channel policy). No filtering by default. Computed in
+    float64, returned as float32.
 
     Parameters
     ----------
@@ -579,9 +585,13 @@ def histn_preprocess(dreamer, *, subjects=None, l_freq=None, h_freq=None,
         order 4) applied to the whole baseline and whole stimulus before anything else.
         Off in the paper recipe.
     normalization : str
-        ``"baseline-zscore"`` (the paper: steps above), ``"stimulus-zscore"`` (z-score with
-        the kept 60 s' own mean/std, then max-abs scaling) or ``"none"`` (the last 60 s as
-        recorded, no scaling).
+        ``"paper"`` (the steps above; transductive: the max-abs scale covers the whole
+        kept 60 s), ``"causal"`` (the same baseline z-score, then divided by the maximum
+        absolute value of the z-scored baseline: what a live stream can compute, the form
+        to train a model that ``physioemo acquire --model`` serves), ``"stimulus-zscore"``
+        (z-score with the kept 60 s' own mean/std, then max-abs scaling) or ``"none"`` (the
+        last 60 s as recorded, no scaling). ``"baseline-zscore"`` is an earlier name of
+        ``"paper"``.
 
     Returns
     -------
@@ -589,7 +599,15 @@ def histn_preprocess(dreamer, *, subjects=None, l_freq=None, h_freq=None,
         Preprocessed EEG.
     labels : ndarray of int64, shape (n_subjects, n_clips, 3)
         Rating - 1 for valence, arousal, dominance (classes 0..4).
+
+    Raises
+    ------
+    DataError
+        A clip shorter than 60 s, NaNs, or a channel flat in its reference segment.
     """
+    from .preprocessing import ALIASES, normalize
+
+    normalization = ALIASES.get(normalization, normalization)
     check_option("normalization", normalization, NORMALIZATIONS)
     subjects = _check_subjects(subjects, dreamer.n_subjects)
     if l_freq is not None or h_freq is not None:
@@ -624,24 +642,15 @@ def histn_preprocess(dreamer, *, subjects=None, l_freq=None, h_freq=None,
             if normalization == "none":
                 data[i, j] = x
                 continue
-            ref = np.asarray(base[:, b0:b1], dtype=np.float64)
             if normalization == "stimulus-zscore":
-                ref = x
+                ref, form, reference = x, "paper", "the kept 60 s of its stimulus"
             else:
+                ref = np.asarray(base[:, b0:b1], dtype=np.float64)
                 _check_finite(ref, f"EEG baseline of {where}")
-            mean = ref.mean(axis=-1, keepdims=True)
-            std = ref.std(axis=-1, keepdims=True)
-            if (std == 0).any():
-                ch = EEG_CHANNELS[int(np.argmax(std[:, 0] == 0))]
-                raise DataError(f"channel {ch} of {where} is flat in the reference segment "
-                                "(std 0), so it cannot be z-scored; drop that subject or use "
-                                "normalization='none'.")
-            x -= mean
-            x /= std
-            peak = np.abs(x).max(axis=-1, keepdims=True)
-            peak[peak == 0] = 1.0
-            x /= peak
-            data[i, j] = x
+                form = normalization
+                reference = f"the middle 10 s of its baseline (samples {b0}..{b1 - 1})"
+            data[i, j] = normalize(x, ref, form=form, ch_names=EEG_CHANNELS, where=where,
+                                   reference=reference, hint=_FLAT_FIX)
     return data, labels
 
 

@@ -259,6 +259,8 @@ class ResultStore:
         plain = json.loads(json.dumps(self.settings, default=str))
         if spath.exists():
             old = json.loads(spath.read_text())
+            if "normalization" in plain:  # runs from before the forms existed were paper
+                old.setdefault("normalization", "paper")
             diff = sorted(k for k in set(old) | set(plain) if old.get(k) != plain.get(k))
             if diff and not self.records():  # a run that failed before any result
                 logger.info("%s holds no results yet: replacing its settings", self.out_dir)
@@ -499,7 +501,8 @@ def _subject_folds(ctx, subject, only_folds=None):
             "protocol": protocol, "dimension": p["dimension"], "subject": num,
             "fold": last_model[1], "seed": p["seed"], "smoothing": p["smoothing"],
             "ch_names": list(p["ch_names"]), "sfreq": 128.0,
-            "window_samples": WINDOW_SAMPLES, "n_classes": n_classes})
+            "window_samples": WINDOW_SAMPLES, "n_classes": n_classes,
+            "normalization": p["normalization"]})
     return records
 
 
@@ -537,7 +540,8 @@ def _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s, **extra)
     rec = {"protocol": p["protocol"], "dimension": p["dimension"],
            "subject": int(p["numbers"][subject]),
            "fold": fold, "smoothing": p["smoothing"], "sigma": p["sigma"],
-           "graph": p["graph"], "seed": p["seed"], "fold_seed": fseed, "metrics": metrics,
+           "graph": p["graph"], "normalization": p["normalization"], "seed": p["seed"],
+           "fold_seed": fseed, "metrics": metrics,
            "confusion": cm,
            "curve": _curve(trainer.history_),
            "best_epoch": trainer.best_epoch_, "train_seconds": trainer.fit_seconds_,
@@ -562,7 +566,8 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
                  batch_size=None, smoothing="gaussian", sigma=0.5, graph="G0", seed=0,
                  out_dir=None, n_jobs=1, n_threads=None, device="cpu", folds=None,
                  save_checkpoints=True, model_fn=None, subject_numbers=None, overrides=None,
-                 verbose=None, data_id=None, baselines=True, ecg=None):
+                 verbose=None, data_id=None, baselines=True, ecg=None,
+                 normalization="paper"):
     """Run one DREAMER protocol and return its per-(subject, fold) results.
 
     Parameters
@@ -653,6 +658,11 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
         ``ecg[i][j]``: R peaks of clip ``j`` of subject ``i`` of ``data``
         (:func:`physioemo.datasets.cache.load_r_peaks`), for the ``physio`` baseline;
         ``None`` records it as not available.
+    normalization : {"paper", "causal"}
+        The form of :mod:`physioemo.datasets.preprocessing` that ``data`` was preprocessed
+        with (``load_preprocessed(..., normalization=...)``); not applied here, but recorded
+        in the settings (a run resumes only with the same form), in every record and in
+        each checkpoint, whose ``predict``/live use then follows it.
 
     Returns
     -------
@@ -680,6 +690,9 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     check_option("smoothing", smoothing, SMOOTHINGS)
     check_option("graph", graph, ("G0", "G1", "G2"))
     check_option("device", device, ("cpu", "cuda"))
+    from ..datasets.preprocessing import check_form
+
+    normalization = check_form(normalization)
     seed = check_number("seed", seed, low=0, integer=True)
     n_jobs = check_number("n_jobs", n_jobs, low=1, integer=True)
     sigma = check_number("sigma", sigma, low=0, low_inclusive=False)
@@ -732,7 +745,8 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
     settings = {"protocol": name, "dimension": dimension, "epochs": epochs,
                 "finetune_epochs": finetune_epochs, "steps_per_epoch": steps_per_epoch,
                 **hyper, "smoothing": smoothing, "sigma": sigma,
-                "graph": graph, "seed": seed, "overrides": overrides or None,
+                "graph": graph, "normalization": normalization, "seed": seed,
+                "overrides": overrides or None,
                 "model": "histn" if model_fn is None else getattr(
                     model_fn, "__qualname__", repr(model_fn)),
                 "data": data_id or _fingerprint(data, labels),
@@ -746,6 +760,7 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
            "n_classes": 5, "out_dir": out_dir, "settings": settings, "done": done,
            "n_threads": n_threads, "seed": seed, "model_fn": model_fn or _default_model_fn,
            "graph": graph, "smoothing": smoothing, "sigma": sigma, "device": device,
+           "normalization": normalization,
            "verbose": verbose, "epochs": epochs, "finetune_epochs": finetune_epochs,
            "steps_per_epoch": steps_per_epoch, "folds": folds,
            "save_checkpoints": save_checkpoints and model_fn is None,

@@ -80,3 +80,26 @@ def test_an_annotation_on_the_first_sample_survives_any_start_time(tmp_path, fra
     np.testing.assert_allclose(raw.annotations.onset, [0.0, 0.5], atol=1e-4)
     with pyedflib.EdfReader(str(path)) as reader:  # whole seconds, no garbled fraction
         assert reader.getStartdatetime() == datetime.datetime(2023, 11, 14, 22, 13, 20)
+
+
+@pytest.mark.parametrize("filetype", ["edf", "bdf"])
+def test_stored_values_are_what_a_reader_gets(tmp_path, filetype):
+    import pyedflib
+
+    from physioemo.acquisition.edf import stored_values, write_edf
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(0, 300, (2, 500))
+    data[0, 10] = 5000.0  # clipped
+    data[1, 20] = np.nan  # written as 0
+    path = tmp_path / f"x.{filetype}"
+    write_edf(path, data, 250.0, ["A", "B"], physical_min=-1000.0, physical_max=1000.0,
+              filetype=filetype)
+    with pyedflib.EdfReader(str(path)) as r:
+        read = np.stack([r.readSignal(i) for i in range(2)])
+    got = stored_values(data, -1000.0, 1000.0, filetype)
+    np.testing.assert_allclose(got, read, rtol=0, atol=1e-9)
+    assert got[0, 10] == pytest.approx(1000.0) and abs(got[1, 20]) < 0.05
+    step = 2000.0 / (65535 if filetype == "edf" else 16777215)
+    ok = np.isfinite(data) & (np.abs(data) < 1000)
+    assert 0 < np.abs(got - np.nan_to_num(data))[ok].max() <= step / 2 + 1e-9

@@ -255,3 +255,22 @@ def test_baselines_by_default_and_no_baselines_skips_them(tmp_path, capsys):
     assert "baselines" not in rec
     assert "Probe F1" not in (off / "results.md").read_text()
     assert json.loads((off / "settings.json").read_text())["baselines"] is None
+
+
+def test_evaluate_causal_normalization_reaches_config_records_and_checkpoints(tmp_path):
+    import torch  # noqa: F401  (load_checkpoint)
+
+    from physioemo.models import load_checkpoint
+
+    out = tmp_path / "causal"
+    assert main(["evaluate", "--protocol", "no-pretrain", "--subjects", "1", "--epochs", "1",
+                 "--normalization", "causal", "--out", str(out), *TINY]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["normalization"] == "causal"
+    assert json.loads((out / "settings.json").read_text())["normalization"] == "causal"
+    recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["normalization"] for r in recs] == ["causal"]
+    _, extra = load_checkpoint(out / "checkpoints" / "subject01.pt")
+    assert extra["normalization"] == "causal"
+    # the same folder cannot resume as paper (the data differ)
+    assert main(["evaluate", "--protocol", "no-pretrain", "--subjects", "1", "--epochs", "1",
+                 "--out", str(out), *TINY]) == 2

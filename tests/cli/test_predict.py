@@ -184,3 +184,50 @@ def test_predict_force_never_leaves_half_a_file(tmp_path, checkpoint, monkeypatc
         main(["predict", "--checkpoint", str(path), "--edf", str(edf), "--out", str(out),
               "--force", "-q"])
     assert out.read_text() == "the previous predictions\n"
+
+
+def test_predict_uses_the_checkpoints_causal_form(tmp_path, capsys):
+    torch.manual_seed(1)
+    model = build_model("histn", n_channels=14, n_times=128, n_outputs=5).eval()
+    ckpt = tmp_path / "causal.pt"
+    save_checkpoint(ckpt, model, extra={"ch_names": list(EEG_CHANNELS), "sfreq": 128.0,
+                                        "window_samples": 128, "dimension": "valence",
+                                        "normalization": "causal"})
+    edf = tmp_path / "rec.edf"
+    _write_edf(edf, list(EEG_CHANNELS), 128, 30)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(ckpt), "--edf", str(edf), "--out", str(out),
+                 "--baseline-start", "2", "--baseline-seconds", "5"]) == 0
+    assert "(causal normalisation)" in capsys.readouterr().out
+    with open(out) as fid:
+        rows = list(csv.DictReader(fid))
+    # windows start where the baseline ends (7 s) and never use a later sample's scale
+    assert [float(r["start_s"]) for r in rows] == [7.0 + i for i in range(23)]
+    with pyedflib.EdfReader(str(edf)) as r:
+        x = np.stack([r.readSignal(i) for i in range(14)])
+    base = x[:, 256:896]
+    z = (x - base.mean(1, keepdims=True)) / base.std(1, keepdims=True)
+    z /= np.abs(z[:, 256:896]).max(1, keepdims=True)
+    win = np.stack([z[:, 896 + i * 128:896 + (i + 1) * 128] for i in range(23)])
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(win.astype(np.float32))), 1).numpy()
+    proba = np.array([[float(r[f"p_rating{k}"]) for k in range(1, 6)] for r in rows])
+    np.testing.assert_allclose(proba, expected, atol=2e-5)
+
+
+def test_predict_flat_baseline_channel_is_one_line(tmp_path, checkpoint, capsys):
+    path, _ = checkpoint
+    edf = tmp_path / "flat.edf"
+    names = list(EEG_CHANNELS)
+    rng = np.random.default_rng(0)
+    sig = 4000 + 20 * rng.standard_normal((14, 128 * 20))
+    sig[6, :1280] = 4000.0  # O1 flat during the 10-s baseline
+    with pyedflib.EdfWriter(str(edf), 14, file_type=pyedflib.FILETYPE_EDFPLUS) as w:
+        w.setSignalHeaders([{"label": n, "dimension": "uV", "sample_frequency": 128,
+                             "physical_min": 3000.0, "physical_max": 5000.0,
+                             "digital_min": -32768, "digital_max": 32767} for n in names])
+        w.writeSamples(list(sig))
+    assert main(["predict", "--checkpoint", str(path), "--edf", str(edf)]) == 1
+    line = _one_error_line(capsys)
+    assert "channel O1 of 'flat.edf' is flat in the baseline" in line
+    assert "--baseline-start" in line

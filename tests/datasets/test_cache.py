@@ -64,6 +64,10 @@ def test_parameter_change_rebuilds(src, tmp_path, monkeypatch):
     assert len(calls) == 4
     with pytest.raises(TypeError):
         load_preprocessed(path, cache_dir=cdir, lfreq=1.0)
+    causal, _ = load_preprocessed(path, cache_dir=cdir, normalization="causal")
+    assert len(calls) == 5 and len(_entries(cdir)) == 5  # the form is part of the key
+    np.testing.assert_array_equal(
+        causal, histn_preprocess(load_dreamer(path), normalization="causal")[0])
 
 
 def test_changed_source_file_rebuilds(src, tmp_path, monkeypatch, mat_builder):

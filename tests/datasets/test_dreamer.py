@@ -317,3 +317,20 @@ def test_integer_typed_storage_is_converted(tmp_path, mat_builder):
         assert x.dtype == np.float64
         np.testing.assert_array_equal(x, subjects[0]["eeg_stimuli"][0].T.astype(float))
         np.testing.assert_array_equal(d.subjects[0].ratings[:, 0], subjects[0]["valence"])
+
+
+def test_histn_preprocess_causal_form(tiny_dreamer_path):
+    d = load_dreamer(tiny_dreamer_path)
+    data, _ = histn_preprocess(d, subjects=[1], normalization="causal")
+    paper, _ = histn_preprocess(d, subjects=[1], normalization="baseline-zscore")
+    np.testing.assert_array_equal(paper, histn_preprocess(d, subjects=[1])[0])
+    for j in (0, 7):
+        stim, base = d.subjects[1].eeg_stimulus[j], d.subjects[1].eeg_baseline[j]
+        mid = base[:, 3264:4544]
+        mu, sd = mid.mean(1, keepdims=True), mid.std(1, keepdims=True)
+        scale = np.abs((mid - mu) / sd).max(1, keepdims=True)
+        ref = (stim[:, -7680:] - mu) / sd / scale
+        np.testing.assert_allclose(data[0, j], ref, rtol=1e-6, atol=1e-6)
+        # the paper form is the same signal rescaled per channel by another constant
+        ratio = data[0, j] / paper[0, j]
+        np.testing.assert_allclose(ratio, ratio[:, :1] * np.ones_like(ratio), rtol=1e-4)

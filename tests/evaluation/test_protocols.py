@@ -466,3 +466,27 @@ def test_val_metrics_score_the_validation_block_with_the_selected_model(tiny_dat
                         overrides={"n_val": 150, "n_test": 120}, **FAST)
     assert (r["val_metrics"]["n_windows"], r["metrics"]["n_windows"]) == (150, 120)
     assert r["val_block"] == 2 and set(r["val_metrics"]) == set(r["metrics"])
+
+
+def test_normalization_is_recorded_and_guards_resume(tiny_data, tmp_path):
+    from physioemo.models import load_checkpoint
+
+    data, labels = tiny_data
+    out = tmp_path / "run"
+    kw = {**FAST, "model_fn": None, "subjects": [0], "folds": [0], "out_dir": out}
+    recs = run_protocol("sd", data, labels, normalization="causal", **kw)
+    assert recs[0]["normalization"] == "causal"
+    assert json.loads((out / "settings.json").read_text())["normalization"] == "causal"
+    _, extra = load_checkpoint(out / "checkpoints" / "subject01.pt")
+    assert extra["normalization"] == "causal"
+    with pytest.raises(ParameterError, match=r"\(normalization: 'causal' -> 'paper'\)"):
+        run_protocol("sd", data, labels, **{**kw, "folds": [0, 1]})
+    # a folder written before the forms existed (no key) resumes as paper, not as causal
+    settings = json.loads((out / "settings.json").read_text())
+    del settings["normalization"]
+    (out / "settings.json").write_text(json.dumps(settings))
+    assert len(run_protocol("sd", data, labels, **kw)) == 1
+    with pytest.raises(ParameterError, match=r"\(normalization: 'paper' -> 'causal'\)"):
+        run_protocol("sd", data, labels, normalization="causal", **kw)
+    with pytest.raises(ParameterError, match="normalization='live' is not a valid option"):
+        run_protocol("sd", data, labels, normalization="live", **FAST)
