@@ -27,7 +27,8 @@ valence loosely) with a subject bias, rounded and clipped to 1..5.
 The planted effect (what a model can learn)
 -------------------------------------------
 During a stimulus, band *power* in some regions is multiplied by ``exp(2 * k * g_s * e)``
-where ``e = (rating - 3) / 2`` is in [-1, 1], ``k = EFFECT_SIZE`` (0.6) and ``g_s`` is a
+where ``e = (rating - 3) / 2`` is in [-1, 1], ``k`` is ``effect_size`` (default
+``EFFECT_SIZE`` = 0.6; ``effect_size=0`` switches the effect off) and ``g_s`` is a
 subject-specific signed gain: magnitude U(0.6, 1.4), and the sign is flipped for about a
 quarter of the subjects, independently per dimension. Baselines carry no effect.
 
@@ -47,6 +48,18 @@ Measured on a 6-subject x 18-clip x 62-s file (seed 1), with HiSTN preprocessing
 windows, a two-layer 1-D CNN reached weighted F1 0.85-0.96 within subject (first 40 s of
 each clip for training, last 20 s for testing) but 0.18-0.30 leaving one subject out
 (5 classes), for valence and arousal.
+
+The drift (what a shortcut can learn)
+-------------------------------------
+Every stimulus and baseline gets, per channel, its own slow drift: a sinusoid of 0.005-0.02
+Hz with a random phase and an N(0, 20)-unit amplitude (about twice the background's
+standard deviation), independent of the ratings. Real recordings drift per recording too,
+and it is the realistic reason why the paper's within-trial ``sd`` split is optimistic: the
+drift identifies the clip, and under ``sd`` the test windows come from clips seen in
+training, each carrying its clip's one rating. A 5-nearest-neighbour classifier on
+per-window channel means and slopes (no band power) scores ~97 % weighted F1 under ``sd`` on
+a 2-subject file, with or without the planted effect, and its chance level under
+``sd-strict`` (whole clips held out). See ``docs/reproducing-the-paper.md``.
 
 Everything is deterministic per ``seed``: subject ``s`` draws from
 ``numpy.random.default_rng([seed, s])``, so the first subjects of a small file equal those
