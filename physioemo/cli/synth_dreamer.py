@@ -12,6 +12,11 @@ examples:
   physioemo synth-dreamer --out dreamer-synth.mat                  # full size, ~2 GB
   physioemo synth-dreamer --out tiny.mat --subjects 2 --stimulus-seconds 62 --seed 1
   physioemo info --dreamer tiny.mat
+  physioemo synth-dreamer --out null.mat --subjects 2 --stimulus-seconds 62 --effect-size 0
+
+--effect-size 0 writes a file without the planted effect (the same subjects and ratings,
+signals independent of the ratings): a negative control, on which any score above chance
+comes from a shortcut such as the per-clip drift (see docs/reproducing-the-paper.md).
 """
 
 
@@ -26,19 +31,25 @@ def add_arguments(parser):
     parser.add_argument("--stimulus-seconds", type=float, default=None, metavar="S",
                         help="length of every stimulus in seconds (default: DREAMER-like "
                              "65-393 s per clip; use >= 60 for HiSTN preprocessing)")
+    parser.add_argument("--effect-size", type=float, default=None, metavar="K",
+                        help="size of the planted rating effect (default: "
+                             "physioemo.datasets.synthetic.EFFECT_SIZE = 0.6); 0 switches "
+                             "it off")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing --out file")
 
 
 def run(args):
     """Generate the file."""
-    from ..datasets.synthetic import make_synthetic_dreamer
+    from ..datasets.synthetic import EFFECT_SIZE, make_synthetic_dreamer
     from ..utils._checks import check_output_path
 
+    effect = EFFECT_SIZE if args.effect_size is None else args.effect_size
     check_output_path(args.out, force=args.force, parents=True)
     seed = 0 if args.seed is None else args.seed
     path = make_synthetic_dreamer(args.out, n_subjects=args.subjects, n_clips=args.clips,
-                                  stimulus_seconds=args.stimulus_seconds, seed=seed)
+                                  stimulus_seconds=args.stimulus_seconds, seed=seed,
+                                  effect_size=effect)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {args.subjects} subjects x "
-          f"{args.clips} clips, seed {seed}")
+          f"{args.clips} clips, seed {seed}, effect size {effect:g}")
     return 0

@@ -27,7 +27,8 @@ valence loosely) with a subject bias, rounded and clipped to 1..5.
 The planted effect (what a model can learn)
 -------------------------------------------
 During a stimulus, band *power* in some regions is multiplied by ``exp(2 * k * g_s * e)``
-where ``e = (rating - 3) / 2`` is in [-1, 1], ``k = EFFECT_SIZE`` (0.6) and ``g_s`` is a
+where ``e = (rating - 3) / 2`` is in [-1, 1], ``k`` is ``effect_size`` (default
+``EFFECT_SIZE`` = 0.6; ``effect_size=0`` switches the effect off) and ``g_s`` is a
 subject-specific signed gain: magnitude U(0.6, 1.4), and the sign is flipped for about a
 quarter of the subjects, independently per dimension. Baselines carry no effect.
 
@@ -47,6 +48,18 @@ Measured on a 6-subject x 18-clip x 62-s file (seed 1), with HiSTN preprocessing
 windows, a two-layer 1-D CNN reached weighted F1 0.85-0.96 within subject (first 40 s of
 each clip for training, last 20 s for testing) but 0.18-0.30 leaving one subject out
 (5 classes), for valence and arousal.
+
+The drift (what a shortcut can learn)
+-------------------------------------
+Every stimulus and baseline gets, per channel, its own slow drift: a sinusoid of 0.005-0.02
+Hz with a random phase and an N(0, 20)-unit amplitude (about twice the background's
+standard deviation), independent of the ratings. Real recordings drift per recording too,
+and it is the realistic reason why the paper's within-trial ``sd`` split is optimistic: the
+drift identifies the clip, and under ``sd`` the test windows come from clips seen in
+training, each carrying its clip's one rating. A 5-nearest-neighbour classifier on
+per-window channel means and slopes (no band power) scores ~97 % weighted F1 under ``sd`` on
+a 2-subject file, with or without the planted effect, and its chance level under
+``sd-strict`` (whole clips held out). See ``docs/reproducing-the-paper.md``.
 
 Everything is deterministic per ``seed``: subject ``s`` draws from
 ``numpy.random.default_rng([seed, s])``, so the first subjects of a small file equal those
@@ -124,24 +137,24 @@ class _SubjectModel:
         self.ecg_gain = rng.uniform(250.0, 600.0, N_ECG_CHANNELS) * np.array([1.0, -0.6])
         self.rating_bias = rng.normal(0.0, 0.4, len(DIMENSIONS))
 
-    def band_gains(self, ratings):
+    def band_gains(self, ratings, effect_size=EFFECT_SIZE):
         """Per-band, per-channel amplitude multipliers for a clip's ratings (None: 1)."""
         gains = {b: np.ones(len(EEG_CHANNELS)) for b in self.band_amp}
-        if ratings is None:
+        if ratings is None or effect_size == 0:
             return gains
         for d, dim in enumerate(DIMENSIONS):
             e = (ratings[d] - 3.0) / 2.0
             for band, region, sign in _EFFECTS[dim]:
                 gains[band][_idx(_REGION[region])] *= np.exp(
-                    EFFECT_SIZE * self.effect_gain[d] * sign * e)
+                    effect_size * self.effect_gain[d] * sign * e)
         return gains
 
 
-def _eeg(model, rng, n_times, ratings):
+def _eeg(model, rng, n_times, ratings, effect_size=EFFECT_SIZE):
     """One (14, n_times) EEG segment; ``ratings`` None means a neutral baseline."""
     n_ch = len(EEG_CHANNELS)
     freqs = np.fft.rfftfreq(n_times, 1.0 / EEG_SFREQ)
-    gains = model.band_gains(ratings)
+    gains = model.band_gains(ratings, effect_size)
     # amplitude spectra: 1/f background plus Gaussian band peaks (sqrt of a PSD shape)
     psd = np.empty((n_ch + 1, freqs.size))
     psd[:] = 4.0 / (freqs + 0.5) ** 1.2
@@ -230,7 +243,7 @@ def _stimulus_samples(n_clips, stimulus_seconds, seed):
 
 
 def make_synthetic_dreamer(path, *, n_subjects=N_SUBJECTS, n_clips=N_CLIPS,
-                           stimulus_seconds=None, seed=0):
+                           stimulus_seconds=None, seed=0, effect_size=EFFECT_SIZE):
     """Write a seeded DREAMER-layout MATLAB file with a documented planted effect.
 
     Parameters
@@ -247,6 +260,13 @@ def make_synthetic_dreamer(path, *, n_subjects=N_SUBJECTS, n_clips=N_CLIPS,
         preprocessing).
     seed : int
         Random seed; the file is a deterministic function of all arguments.
+    effect_size : float
+        Size ``k`` of the planted rating effect (default :data:`EFFECT_SIZE`); it also
+        scales the heart-rate link to arousal. ``0`` switches the effect off: the signals
+        are then independent of the ratings (the subjects' parameters and ratings are those
+        of the default file; the signals are another realisation, since the ECG's random
+        draws depend on the heart rate), a negative control on which any score above
+        chance comes from a shortcut.
 
     Returns
     -------
@@ -264,6 +284,10 @@ def make_synthetic_dreamer(path, *, n_subjects=N_SUBJECTS, n_clips=N_CLIPS,
     n_subjects = check_number("n_subjects", n_subjects, low=1, integer=True)
     n_clips = check_number("n_clips", n_clips, low=1, integer=True)
     seed = check_number("seed", seed, low=0, integer=True)
+    effect_size = check_number("effect_size", effect_size, low=0.0,
+                               hint="pass a size >= 0, e.g. 0.6 (the default) or 0 to switch "
+                                    "the planted effect off")
+    hr_scale = effect_size / EFFECT_SIZE
     if stimulus_seconds is not None:
         stimulus_seconds = check_number("stimulus_seconds", stimulus_seconds, low=1.0,
                                         hint="pass the stimulus length in seconds, e.g. 62")
@@ -278,9 +302,9 @@ def make_synthetic_dreamer(path, *, n_subjects=N_SUBJECTS, n_clips=N_CLIPS,
         for j in range(n_clips):
             # .T gives the file's (n_times, n_channels) layout without a copy
             cells["eb"][j, 0] = _eeg(model, rng, BASELINE_SAMPLES, None).T
-            cells["es"][j, 0] = _eeg(model, rng, int(lengths[j]), ratings[j]).T
+            cells["es"][j, 0] = _eeg(model, rng, int(lengths[j]), ratings[j], effect_size).T
             cells["cb"][j, 0] = _ecg(model, rng, BASELINE_SAMPLES * ratio, model.hr)[0].T
-            hr = model.hr + _HR_PER_AROUSAL_STEP * abs(model.effect_gain[1]) * (
+            hr = model.hr + hr_scale * _HR_PER_AROUSAL_STEP * abs(model.effect_gain[1]) * (
                 ratings[j, 1] - 3.0) + rng.normal(0.0, 1.5)
             cells["cs"][j, 0] = _ecg(model, rng, int(lengths[j]) * ratio, hr)[0].T
         data[0, s] = {

@@ -462,7 +462,8 @@ def _subject_folds(ctx, subject, only_folds=None):
             pre = Trainer(model, epochs=epochs1, batch_size=recipe["batch_size"],
                           lr=scale_schedule(recipe["lr"], recipe["epochs"], epochs1),
                           steps_per_epoch=p["steps_per_epoch"],
-                          sampling="balanced", select="last", seed=derive_seed(fseed, 5),
+                          sampling="balanced-exact", select="last",
+                          seed=derive_seed(fseed, 5),
                           desc=f"{protocol} S{num:02d} pretrain", **common)
             pre.fit(train1)
         epochs2 = p["finetune_epochs"] or (p["epochs"] if protocol == "no-pretrain" else None)

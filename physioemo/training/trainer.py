@@ -3,9 +3,10 @@
 :class:`WindowSet` describes windows cut from clips without copying them: the clips are one
 array ``(n_rows, n_channels, n_times)`` and each window is a ``(row, start)`` pair; a batch
 is gathered with one vectorised indexing operation on a strided view. :class:`Trainer`
-implements the paper's recipes: class-balanced batch sampling (uniform class among the
-present classes, then uniform clip of that class, then uniform window of that clip) or
-shuffled epochs, piecewise-constant learning rates per epoch, Adam, the model's weight
+implements the paper's recipes: class-balanced batch sampling (a uniform class among the
+present classes per window, or exactly ``batch // n_classes`` windows per class; then a
+uniform clip of that class and a uniform window of that clip) or shuffled epochs,
+piecewise-constant learning rates per epoch, Adam (with Keras' epsilon), the model's weight
 constraints after every step, smoothed training targets, hard-label validation loss with the
 best weights kept, and freezing of the first temporal convolution for fine-tuning.
 """
@@ -25,7 +26,15 @@ from ..utils.logging import logger, progress
 from ..utils.seeding import set_seed
 from .losses import class_weights, make_targets, soft_cross_entropy
 
-__all__ = ["WindowSet", "Trainer", "lr_at"]
+__all__ = ["WindowSet", "Trainer", "lr_at", "ADAM_EPS", "SAMPLINGS"]
+
+#: Adam's epsilon: Keras' default (1e-7; PyTorch's default is 1e-8). Keras adds it to
+#: ``sqrt(v)`` before the bias correction and PyTorch after it, so the two updates still
+#: differ while ``sqrt(v)`` is of the order of epsilon (see docs/reproducing-the-paper.md).
+ADAM_EPS = 1e-7
+
+#: Batch samplings of :class:`Trainer`.
+SAMPLINGS = ("balanced", "balanced-exact", "shuffle")
 
 
 class WindowSet:
@@ -131,16 +140,26 @@ class WindowSet:
         # Advanced indices split by a slice put the window axis first: (n, n_channels, w).
         return np.ascontiguousarray(view[rows, :, starts])
 
-    def balanced_sampler(self, rng):
-        """Return ``draw(n)`` giving class-balanced window indices (§5.1).
+    def balanced_sampler(self, rng, exact=False):
+        """Return ``draw(n)`` giving class-balanced window indices.
 
-        Each draw picks a class uniformly among the classes present, then a clip of that
-        class uniformly, then a window of that clip uniformly — all vectorised.
+        With ``exact=False`` (the subject-dependent recipe, §5.1) each of the ``n`` windows
+        gets a class drawn uniformly among the classes present, so a batch's class counts
+        are multinomial. With ``exact=True`` (the reference's subject-independent
+        pretraining batches) a batch holds exactly ``n // n_classes`` windows of every
+        present class; the ``n % n_classes`` remaining windows go to as many distinct
+        classes drawn at random for each batch (the reference only ran batch sizes
+        divisible by the class count), and the batch is returned shuffled. Then, in both
+        cases, a clip of the class is drawn uniformly and a window of that clip uniformly
+        (the reference draws uniformly among the class's windows: the same when every clip
+        has as many windows, as in the pretraining) — all vectorised.
 
         Parameters
         ----------
         rng : numpy.random.Generator
             Source of randomness.
+        exact : bool
+            Exactly balanced class counts per draw instead of a uniform class per window.
 
         Returns
         -------
@@ -158,8 +177,15 @@ class WindowSet:
         for i, p in enumerate(per_class):
             table[i, :len(p)] = p
 
+        n_classes = len(classes)
+
         def draw(n):
-            ci = rng.integers(len(classes), size=n)
+            if exact:
+                counts_c = np.full(n_classes, n // n_classes)
+                counts_c[rng.choice(n_classes, n % n_classes, replace=False)] += 1
+                ci = rng.permutation(np.repeat(np.arange(n_classes), counts_c))
+            else:
+                ci = rng.integers(n_classes, size=n)
             pos = (rng.random(n) * n_per_class[ci]).astype(np.int64)
             r = table[ci, pos]
             win = offsets[r] + (rng.random(n) * counts[r]).astype(np.int64)
@@ -264,13 +290,16 @@ class Trainer:
     batch_size : int
         Windows per batch.
     steps_per_epoch : int | None
-        Batches per epoch with ``sampling="balanced"``; ``None`` means
+        Batches per epoch with the balanced samplings; ``None`` means
         ``n_train_windows // batch_size`` (at least 1). With ``sampling="shuffle"`` an epoch
         is one pass over the windows in shuffled batches (the last one may be smaller).
     lr : float | dict of int -> float
         Learning rate, or a piecewise-constant schedule ``{first_epoch: lr}``.
-    sampling : {"balanced", "shuffle"}
-        Class-balanced random batches, or shuffled epochs.
+    sampling : {"balanced", "balanced-exact", "shuffle"}
+        Class-balanced random batches (a uniform class per window, the subject-dependent
+        recipe), exactly class-balanced batches (``batch_size // n_classes`` windows of
+        every present class, the subject-independent pretraining; see
+        :meth:`WindowSet.balanced_sampler`), or shuffled epochs.
     smoothing : {"gaussian", "onehot", "uniform"}
         Training targets (validation always uses hard labels).
     sigma : float
@@ -348,7 +377,7 @@ class Trainer:
         check_number("batch_size", self.batch_size, low=1, integer=True)
         if self.steps_per_epoch is not None:
             check_number("steps_per_epoch", self.steps_per_epoch, low=1, integer=True)
-        check_option("sampling", self.sampling, ("balanced", "shuffle"))
+        check_option("sampling", self.sampling, SAMPLINGS)
         check_option("smoothing", self.smoothing, ("gaussian", "onehot", "uniform"))
         check_option("select", self.select, ("val_loss", "last"))
         check_option("device", self.device, ("cpu", "cuda"))
@@ -431,8 +460,8 @@ class Trainer:
         # CUDA graph needs the capturable variant and the learning rate as a device tensor.
         lr0 = lr_at(self.lr, 0)
         optimizer = torch.optim.Adam(
-            params, lr=torch.tensor(lr0, device=self.device) if graph else lr0, fused=True,
-            capturable=graph)
+            params, lr=torch.tensor(lr0, device=self.device) if graph else lr0, eps=ADAM_EPS,
+            fused=True, capturable=graph)
         table = self._target_table().to(self.device)
         y_all = train.y
         weights = None
@@ -441,8 +470,8 @@ class Trainer:
                                       dtype=torch.float32)
         y_all_t = torch.as_tensor(y_all)
         batch = int(self.batch_size)
-        if self.sampling == "balanced":
-            draw = train.balanced_sampler(rng)
+        if self.sampling != "shuffle":
+            draw = train.balanced_sampler(rng, exact=self.sampling == "balanced-exact")
             n_steps = int(self.steps_per_epoch or max(1, len(train) // batch))
         step = _Step(model, optimizer, getattr(model, "apply_constraints", None), graph)
 
@@ -457,7 +486,7 @@ class Trainer:
                     group["lr"].fill_(lr)  # in place: a recorded CUDA graph reads it
                 else:
                     group["lr"] = lr
-            if self.sampling == "balanced":
+            if self.sampling != "shuffle":
                 batches = [draw(batch) for _ in range(n_steps)]
             else:
                 perm = rng.permutation(len(train))

@@ -24,6 +24,24 @@ def test_synth_dreamer_writes_a_loadable_file(tmp_path, capsys):
     np.testing.assert_array_equal(ref.subjects[1].eeg_stimulus[2], d.subjects[1].eeg_stimulus[2])
 
 
+def test_synth_dreamer_effect_size_reaches_the_generator(tmp_path, capsys):
+    from physioemo.datasets import make_synthetic_dreamer
+
+    out = tmp_path / "null.mat"
+    assert main(["synth-dreamer", "--out", str(out), "--subjects", "1", "--clips", "2",
+                 "--stimulus-seconds", "61", "--effect-size", "0", "-q"]) == 0
+    assert "effect size 0" in capsys.readouterr().out
+    got = load_dreamer(out).subjects[0].eeg_stimulus
+    kw = {"n_subjects": 1, "n_clips": 2, "stimulus_seconds": 61}
+    null = load_dreamer(make_synthetic_dreamer(tmp_path / "n.mat", effect_size=0.0, **kw))
+    planted = load_dreamer(make_synthetic_dreamer(tmp_path / "p.mat", **kw))
+    np.testing.assert_array_equal(got[1], null.subjects[0].eeg_stimulus[1])
+    assert not np.array_equal(got[1], planted.subjects[0].eeg_stimulus[1])
+    assert main(["synth-dreamer", "--out", str(tmp_path / "y.mat"), "--effect-size",
+                 "-1"]) == 2
+    assert "effect_size=-1.0 is out of range" in capsys.readouterr().err
+
+
 def test_synth_dreamer_bad_arguments(tmp_path, capsys):
     code = main(["synth-dreamer", "--out", str(tmp_path / "x.mat"), "--subjects", "0"])
     assert code == 2

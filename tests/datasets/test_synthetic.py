@@ -68,8 +68,49 @@ def test_planted_valence_and_arousal_effects(tiny_dreamer_path):
         assert abs(np.polyfit((v - 3) / 2, base, 1)[0]) < 0.25 * abs(expected)
 
 
+# (band, channels, rating dimension) of every planted effect, from the module docstring
+PLANTED = (((8, 12), ("AF3", "F7", "F3", "FC5"), 0), ((8, 12), ("FC6", "F4", "F8", "AF4"), 0),
+           ((16, 26), ("F7", "FC5", "T7", "T8", "FC6", "F8"), 1),
+           ((8, 12), ("P7", "O1", "O2", "P8"), 1), ((4, 8), ("AF3", "F3", "F4", "AF4"), 2))
+
+
+def _effect_slopes(d):
+    """Slope of each region's stimulus log band power on (rating - 3) / 2, per subject."""
+    out = []
+    for subj in d.subjects:
+        for (lo, hi), names, dim in PLANTED:
+            idx = [EEG_CHANNELS.index(c) for c in names]
+            lp = np.array([_band_log_power(x[idx], lo, hi).mean() for x in subj.eeg_stimulus])
+            out.append(np.polyfit((subj.ratings[:, dim] - 3) / 2, lp, 1)[0])
+    return np.abs(out)
+
+
+def test_effect_size_zero_makes_band_power_independent_of_ratings(tmp_path,
+                                                                   tiny_dreamer_path):
+    off = load_dreamer(make_synthetic_dreamer(tmp_path / "off.mat", n_subjects=2,
+                                              stimulus_seconds=62, seed=3, effect_size=0.0))
+    on = load_dreamer(tiny_dreamer_path)  # the same arguments with the default effect
+    # the same subjects and ratings (the first clip's baseline is drawn before any effect)
+    np.testing.assert_array_equal(off.ratings, on.ratings)
+    np.testing.assert_array_equal(off.subjects[1].eeg_baseline[0], on.subjects[1].eeg_baseline[0])
+    assert not np.allclose(off.subjects[1].eeg_stimulus[0], on.subjects[1].eeg_stimulus[0])
+    slopes_on, slopes_off = _effect_slopes(on), _effect_slopes(off)
+    # with the effect every region's power moves with the rating (2 k |g| >= 0.72 per unit
+    # at the peak, diluted by the 1/f floor); without it the slopes are estimation noise
+    assert slopes_on.min() > 0.2
+    assert slopes_off.max() < 0.15 and slopes_off.mean() < 0.25 * slopes_on.mean()
+    # and the same regressions on the baselines (never affected) have the same spread
+    base = np.abs([np.polyfit((subj.ratings[:, dim] - 3) / 2, np.array(
+        [_band_log_power(x[[EEG_CHANNELS.index(c) for c in names]], lo, hi).mean()
+         for x in subj.eeg_baseline]), 1)[0]
+        for subj in off.subjects for (lo, hi), names, dim in PLANTED])
+    assert slopes_off.mean() < 2.5 * base.mean()
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ParameterError, match="n_subjects=0 is out of range"):
         make_synthetic_dreamer(tmp_path / "x.mat", n_subjects=0)
     with pytest.raises(ParameterError, match="stimulus_seconds=0.5 is out of range"):
         make_synthetic_dreamer(tmp_path / "x.mat", stimulus_seconds=0.5)
+    with pytest.raises(ParameterError, match="effect_size=-0.1 is out of range"):
+        make_synthetic_dreamer(tmp_path / "x.mat", effect_size=-0.1)

@@ -214,19 +214,23 @@ def test_bad_inputs(tiny_data):
         run_protocol("reston1", data[:1], labels[:1], **FAST)
 
 
-# -- learning check on a generated DREAMER file with a planted effect ----------------------
+# -- Gaussian smoothing raises Seq2HR (sd, the paper's claim) -------------------------------
 # Quick recipe (not the paper's): batch 64, lr 3e-3, 20 epochs x 20 steps, fold 2 only.
+# Under `sd` the windows of a test block come from clips seen in training, and the
+# generator's per-clip drift identifies the clip: a 5-NN on per-window channel means and
+# slopes scores ~98 % weighted F1 here with or without the planted effect (see
+# test_sd_split_lets_a_drift_probe_recognise_the_clip), so this test's F1 is no learning
+# check (that is test_sd_strict_histn_learns_the_planted_effect_beyond_baselines). It
+# checks the paper's Seq2HR claim: with Gaussian targets the two top classes are neighbours.
 QUICK = {"batch_size": 64, "lr": {0: 3e-3}, "n_val": 300, "n_test": 300}
-# Measured with this recipe on subjects 1-2 of this file, seeds 0, 1, 2 (mean over subjects;
-# seeds derived from the subject numbers), native kernel (dropout drawn in the kernel):
-# weighted F1 gaussian 67.9 / 57.1 / 69.4, one-hot 72.6 / 73.7 / 78.3; Seq2HR gaussian
-# 66.7 / 77.8 / 82.0 vs one-hot 60.7 / 60.3 / 52.3 (margins 6.0 / 17.5 / 29.7, mean 17.7).
-# PyTorch layers only (PHYSIOEMO_NATIVE=0; other dropout draws): F1 gaussian 55.8 / 56.9 /
-# 62.2, one-hot 62.4 / 74.2 / 71.3; Seq2HR 71.0 / 82.7 / 71.8 vs 54.7 / 53.7 / 52.2 (margins
-# 16.3 / 29.0 / 19.6, mean 21.6). One seed's margin swings with the dropout draws, so the
-# test asserts the mean over the three seeds.
-# A constant predictor scores ~7 % F1 on the balanced test crops.
-F1_MIN = 45.0
+# Measured with this recipe, Keras initialisation bounds and Adam eps 1e-7, native kernel,
+# 2 threads, mean over seeds 0-2 and subjects 1-2: Seq2HR gaussian 59.8 vs one-hot 48.1
+# (margin 11.8; weighted F1 43.4 / 57.5). Before those changes (per seed):
+# Seq2HR gaussian 66.7 / 77.8 /
+# 82.0 vs one-hot 60.7 / 60.3 / 52.3 (margins 6.0 / 17.5 / 29.7, mean 17.7). PyTorch layers
+# only (PHYSIOEMO_NATIVE=0; other dropout draws): Seq2HR 71.0 / 82.7 / 71.8 vs 54.7 / 53.7 /
+# 52.2 (margins 16.3 / 29.0 / 19.6, mean 21.6). One seed's margin swings with the dropout
+# draws, so the test asserts the mean over the three seeds.
 SEQ2HR_MARGIN = 10.0
 
 
@@ -240,7 +244,7 @@ def synthetic(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_sd_learns_planted_effect_and_gaussian_raises_seq2hr(synthetic):
+def test_sd_gaussian_smoothing_raises_seq2hr(synthetic):
     data, labels = synthetic
     out = {}
     for smoothing in ("gaussian", "onehot"):
@@ -252,10 +256,168 @@ def test_sd_learns_planted_effect_and_gaussian_raises_seq2hr(synthetic):
         assert len(recs) == 6  # 2 subjects x 3 seeds
         out[smoothing] = {m: np.mean([r["metrics"][m] for r in recs])
                           for m in ("weighted_f1", "seq2hr")}
-    # chance is 20 % (balanced test crops over 4-5 present classes)
-    assert out["onehot"]["weighted_f1"] > F1_MIN
-    assert out["gaussian"]["weighted_f1"] > F1_MIN
+    print("sd Seq2HR check:", out)
     assert out["gaussian"]["seq2hr"] > out["onehot"]["seq2hr"] + SEQ2HR_MARGIN
+
+
+def test_sd_split_lets_a_drift_probe_recognise_the_clip(synthetic):
+    """The shortcut behind `sd`: features without band power score near 100 % there."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from physioemo.evaluation.protocols import derive_seed
+    from physioemo.evaluation.splits import ClipKFold, TemporalBlockSplit, window_starts
+
+    data, labels = synthetic
+
+    def windows(s, clips, starts):
+        X = np.stack([data[s, c, :, t:t + 128] for c in clips for t in starts])
+        return _probe_features(X), np.repeat(labels[s, clips, 0], len(starts))
+
+    sd, strict, strict_chance = [], [], []
+    for s in range(2):
+        clips = np.arange(18)
+        tr, _, te = TemporalBlockSplit(10, 128).fold(2, data.shape[-1])
+        Xtr, ytr = windows(s, clips, tr[::16])
+        Xte, yte = windows(s, clips, te[::128])
+        sd.append(_weighted_f1(yte, KNeighborsClassifier(5).fit(Xtr, ytr).predict(Xte)))
+        nonover = window_starts(data.shape[-1])
+        # the sd-strict folds run_protocol uses for this subject (ClipKFold's seed)
+        for tr_c, va_c, te_c in ClipKFold(6, True, derive_seed(0, s + 1, 1)).split_clips(18):
+            Xtr, ytr = windows(s, np.concatenate([tr_c, va_c]), nonover)
+            Xte, yte = windows(s, te_c, nonover)
+            pred = KNeighborsClassifier(5).fit(Xtr, ytr).predict(Xte)
+            strict.append(_weighted_f1(yte, pred))
+            strict_chance.append(_chance_f1(yte, pred))
+    # measured: sd fold 2 100.0 / 100.0 (valence, subjects 1-2); sd-strict 28.4 against its
+    # permutation chance level 24.4 (mean over the 12 folds)
+    assert min(sd) > 90
+    assert np.mean(strict) < np.mean(strict_chance) + CONTROL_SLACK
+
+
+# -- honest learning check: sd-strict (whole clips held out), planted effect vs none --------
+# The generator's per-clip drift identifies a clip, so under `sd` (within-trial) a model can
+# score by recognising the clip (the probe below scores ~97 % there, with or without the
+# planted effect). Under `sd-strict` no test clip is seen in training, so only the planted
+# band-power effect can carry the label. One subject with 36 clips (24 train, 6 validation,
+# 6 test per fold; all 6 folds, so every clip is tested once), high-passed at 2 Hz: without
+# the filter HiSTN fits the training clips' drift (training loss falls while the validation
+# loss rises from the first epochs) and stays at chance within this budget.
+STRICT_FILE = {"n_subjects": 1, "n_clips": 36, "stimulus_seconds": 62.0, "seed": 0}
+STRICT_RUN = {"epochs": 25, "steps_per_epoch": 40, "overrides": {"batch_size": 64,
+                                                                 "lr": {0: 3e-3}},
+              "n_threads": 2, "verbose": False, "save_checkpoints": False}
+STRICT_SEEDS = (0, 1)
+# Measured (means over the 2 seeds x 6 folds, weighted F1 %, valence; identical with 1 and
+# 2 torch threads; seed 0 / seed 1 in brackets):
+#   planted effect: HiSTN 51.6 (48.2 / 55.1), HiSTN's permutation chance 29.5 (27.3 / 31.8),
+#                   majority 8.9 (8.7 / 9.1), probe 24.1 (23.7 / 24.5), probe chance 24.0
+#   no effect:      HiSTN 9.6 (14.7 / 4.4), its chance 13.1 (20.0 / 6.2), majority 8.9,
+#                   probe 24.0 (23.4 / 24.6), probe chance 24.1
+#   planted effect without the 2-Hz high-pass (paper preprocessing): HiSTN 14.9 (15.6 /
+#                   14.1) against its chance 16.1 -- it does not learn the effect here.
+# About 45 s per test on an idle 2-core machine (much longer when other jobs share it).
+STRICT_MARGIN = 15.0  # F1 points above the best baseline and above chance
+CONTROL_SLACK = 8.0  # F1 points a score may exceed its chance level on the control
+
+
+@pytest.fixture(scope="module")
+def strict_data(tmp_path_factory):
+    from physioemo.datasets import load_preprocessed, make_synthetic_dreamer
+
+    out = {}
+    for effect in (None, 0.0):  # None: the default planted effect
+        d = tmp_path_factory.mktemp("strict")
+        kw = {} if effect is None else {"effect_size": effect}
+        make_synthetic_dreamer(d / "dreamer.mat", **STRICT_FILE, **kw)
+        out[effect] = load_preprocessed(d / "dreamer.mat", cache_dir=d / "cache", l_freq=2.0)
+    return out
+
+
+def _weighted_f1(y, pred):
+    from sklearn.metrics import f1_score
+
+    return 100 * f1_score(y, pred, average="weighted", labels=np.arange(5), zero_division=0)
+
+
+def _chance_f1(y, pred, n_perm=100, seed=0):
+    """Mean weighted F1 of ``pred`` against permuted labels (predictions independent of y).
+
+    Keeps the class distribution of the test windows and of the predictions, so it is the
+    chance level of this predictor on this test set (a constant or a skewed predictor on a
+    natural class distribution scores far from 20 %).
+    """
+    rng = np.random.default_rng(seed)
+    return float(np.mean([_weighted_f1(rng.permutation(y), pred) for _ in range(n_perm)]))
+
+
+def _from_confusion(cm):
+    cm = np.asarray(cm)
+    y = np.repeat(np.arange(len(cm)), cm.sum(1))
+    pred = np.concatenate([np.repeat(np.arange(len(cm)), row) for row in cm])
+    return y, pred
+
+
+def _probe_features(X):
+    """Per-window channel means and least-squares slopes: the drift, no band power."""
+    t = np.arange(X.shape[-1]) - (X.shape[-1] - 1) / 2
+    return np.concatenate([X.mean(-1), (X * t).sum(-1) / (t ** 2).sum()], axis=1)
+
+
+def _strict_scores(data, labels, seed):
+    """HiSTN, majority and probe weighted F1 (and their chance levels) on every fold."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from physioemo.evaluation.splits import window_starts
+
+    recs = run_protocol("sd-strict", data, labels, seed=seed, **STRICT_RUN)
+    starts = window_starts(data.shape[-1])  # the test windows: non-overlapping
+    out = {k: [] for k in ("histn", "histn_chance", "majority", "probe", "probe_chance")}
+    for r in recs:
+        y = labels[0, :, 0]
+        # the probe sees the training clips' non-overlapping windows (a subset of HiSTN's)
+        Xtr = np.concatenate([data[0, c][:, s:s + 128][None] for c in r["train_clips"]
+                              for s in starts])
+        ytr = np.repeat(y[r["train_clips"]], len(starts))
+        Xte = np.concatenate([data[0, c][:, s:s + 128][None] for c in r["test_clips"]
+                              for s in starts])
+        yte = np.repeat(y[r["test_clips"]], len(starts))
+        y_cm, pred = _from_confusion(r["confusion"])
+        assert np.array_equal(np.sort(y_cm), np.sort(yte))  # the same test windows
+        out["histn"].append(r["metrics"]["weighted_f1"])
+        out["histn_chance"].append(_chance_f1(y_cm, pred))
+        out["majority"].append(_weighted_f1(yte, np.full_like(yte, np.bincount(ytr).argmax())))
+        knn = KNeighborsClassifier(5).fit(_probe_features(Xtr), ytr)
+        probe = knn.predict(_probe_features(Xte))
+        out["probe"].append(_weighted_f1(yte, probe))
+        out["probe_chance"].append(_chance_f1(yte, probe))
+    return out
+
+
+def _mean_over_seeds(data, labels):
+    runs = [_strict_scores(data, labels, seed) for seed in STRICT_SEEDS]
+    return {k: float(np.mean([v for run in runs for v in run[k]])) for k in runs[0]}
+
+
+@pytest.mark.slow
+def test_sd_strict_histn_learns_the_planted_effect_beyond_baselines(strict_data):
+    data, labels = strict_data[None]
+    m = _mean_over_seeds(data, labels)
+    print("sd-strict, planted effect:", {k: round(v, 1) for k, v in m.items()})
+    best_baseline = max(m["majority"], m["probe"])
+    assert m["histn"] > best_baseline + STRICT_MARGIN, m
+    assert m["histn"] > m["histn_chance"] + STRICT_MARGIN, m
+
+
+@pytest.mark.slow
+def test_sd_strict_negative_control_stays_at_chance(strict_data):
+    data, labels = strict_data[0.0]
+    m = _mean_over_seeds(data, labels)
+    print("sd-strict, no effect:", {k: round(v, 1) for k, v in m.items()})
+    assert m["histn"] < m["histn_chance"] + CONTROL_SLACK, m
+    assert m["probe"] < m["probe_chance"] + CONTROL_SLACK, m
+    # the majority baseline is a constant predictor, at its chance level by construction
+    # (permuting the labels leaves its F1 unchanged); its scores equal those on the planted
+    # file (same ratings, same folds)
 
 
 # -- lr / dropout / batch_size keywords ------------------------------------------------------

@@ -73,6 +73,97 @@ def test_balanced_sampler_uniform_over_present_classes_then_clips():
     assert set(ws.starts[idx]) == set(starts)
 
 
+@pytest.mark.parametrize("n", [60, 7, 2])
+def test_exact_balanced_sampler_takes_batch_over_classes_per_class(n):
+    data, labels = _clips()  # classes 0 (3 clips), 2 (2 clips), 4 (1 clip)
+    starts = np.array([0, 10, 20, 30])
+    ws = WindowSet.from_starts(data, labels, starts)
+    draw = ws.balanced_sampler(np.random.default_rng(0), exact=True)
+    extra = np.zeros(5, dtype=int)
+    rows0, seen = [], set()
+    for _ in range(3000):
+        idx = draw(n)
+        counts = np.bincount(ws.y[idx], minlength=5)
+        # n // 3 of each present class; the n % 3 others on distinct classes
+        assert counts[[1, 3]].sum() == 0 and counts.sum() == n
+        over = counts[[0, 2, 4]] - n // 3
+        assert set(over) <= {0, 1} and over.sum() == n % 3
+        extra[[0, 2, 4]] += over
+        rows0.append(ws.rows[idx][ws.y[idx] == 0])
+        seen.update(ws.starts[idx])
+    if n % 3:  # the remainder goes to each class equally often
+        np.testing.assert_allclose(extra[[0, 2, 4]] / extra.sum(), 1 / 3, atol=0.03)
+    rows0 = np.concatenate(rows0)
+    np.testing.assert_allclose(np.bincount(rows0, minlength=3)[:3] / len(rows0), 1 / 3,
+                               atol=0.03)
+    assert seen == set(starts)
+
+
+def test_exact_balanced_batches_are_shuffled_and_used_by_the_trainer(monkeypatch):
+    data, labels = _clips()
+    ws = WindowSet.from_starts(data, labels, np.arange(0, 200, 8))
+    idx = ws.balanced_sampler(np.random.default_rng(0), exact=True)(30)
+    assert len(set(ws.y[idx[:10]])) > 1  # not grouped by class
+    seen = []
+
+    class SpyTiny(Tiny):
+        def forward(self, x):
+            if self.training:
+                seen.append(x.shape[0])
+            return super().forward(x)
+
+    calls = []
+    orig = WindowSet.balanced_sampler
+
+    def spy(self, rng, exact=False):
+        calls.append(exact)
+        return orig(self, rng, exact)
+
+    monkeypatch.setattr(WindowSet, "balanced_sampler", spy)
+    Trainer(SpyTiny(), epochs=1, batch_size=9, steps_per_epoch=2, sampling="balanced-exact",
+            select="last", n_threads=1, verbose=False).fit(ws)
+    assert calls == [True] and seen == [9, 9]
+
+
+def test_adam_uses_keras_epsilon(monkeypatch):
+    from physioemo.training.trainer import ADAM_EPS
+
+    assert ADAM_EPS == 1e-7
+    eps = []
+
+    class SpyAdam(torch.optim.Adam):
+        def step(self, closure=None):
+            eps.append(self.param_groups[0]["eps"])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
+    _fit(epochs=1, steps_per_epoch=2)
+    assert eps == [1e-7, 1e-7]
+
+
+def test_first_adam_step_matches_a_numpy_adam_with_eps_1e7():
+    # one step of Adam moves each weight by lr * g / (|g| + eps); with |g| ~ 1e-7 the
+    # epsilon decides the step (1e-8 would give a step ~1.8x larger)
+    data, labels = _clips(n_rows=1)
+    ws = WindowSet.from_starts(data, np.array([0]), [0])
+
+    class Lin(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(5))
+
+        def forward(self, x):
+            return self.w[None, :] * 1e-6 + 0 * x.sum()
+
+    model = Lin()
+    Trainer(model, epochs=1, batch_size=1, steps_per_epoch=1, lr=1.0, smoothing="onehot",
+            select="last", n_threads=1, verbose=False).fit(ws)
+    # gradient of the cross-entropy at w = 0 for target 0: 1e-6 * (softmax - onehot)
+    g = 1e-6 * (np.full(5, 0.2) - np.eye(5)[0])
+    expected = -1.0 * g / (np.abs(g) + 1e-7)
+    np.testing.assert_allclose(model.w.detach().numpy(), expected, rtol=1e-4)
+
+
 def test_lr_schedule_piecewise_constant():
     sched = {0: 1e-3, 30: 5e-4}
     assert lr_at(sched, 0) == 1e-3 and lr_at(sched, 29) == 1e-3

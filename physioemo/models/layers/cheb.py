@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -51,8 +53,15 @@ class ChebGraphFilter(nn.Module):
         return self.basis.shape[1]
 
     def reset_parameters(self):
-        """Draw the weights from U(-1, 1) (the reference initialisation)."""
-        nn.init.uniform_(self.weight, -1.0, 1.0)
+        """Glorot-uniform weights as Keras draws them, bound ``sqrt(3 / (K + 1))``.
+
+        The reference creates the ``K + 1`` weights with ``add_weight`` and no initialiser,
+        i.e. Keras' default Glorot-uniform; for a 1-D shape Keras takes ``fan_in = fan_out =
+        K + 1``, so the bound is ``sqrt(6 / (2 (K + 1)))``: 1 for K = 2 (graph G0),
+        sqrt(3 / 2) = 1.22 for K = 1 and sqrt(3 / 4) = 0.87 for K = 3 (graphs G1/G2).
+        """
+        bound = math.sqrt(3.0 / self.basis.shape[0])
+        nn.init.uniform_(self.weight, -bound, bound)
 
     @memo_no_grad
     def filter_matrix(self):

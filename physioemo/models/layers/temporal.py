@@ -88,11 +88,22 @@ class FusedTemporalConv(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        """Glorot-uniform kernels and mixing weights (Keras' default initialiser)."""
-        # Keras Conv2D kernel (kernel_size, 1, 1, n_filters)
+        """Glorot-uniform kernels and mixing weights, with the fans Keras computes.
+
+        Keras' Glorot-uniform bound is ``sqrt(6 / (fan_in + fan_out))`` with
+        ``fan_in = receptive_field * shape[-2]`` and ``fan_out = receptive_field *
+        shape[-1]`` (``receptive_field`` = product of the other axes). The reference builds
+        the shared kernels as ``Conv2D(n_filters, (kernel_size, 1))`` on one input channel
+        (kernel ``(kernel_size, 1, 1, n_filters)``: fans ``kernel_size`` and ``kernel_size *
+        n_filters``) and the mixing as ``DepthwiseConv2D((1, n_filters))`` over the
+        ``n_channels`` electrodes (kernel ``(1, n_filters, n_channels, 1)``: fans
+        ``n_filters * n_channels`` and ``n_filters``), so the mixing bound is
+        ``sqrt(6 / 120) = 0.224`` for 8 filters and 14 electrodes.
+        """
         bound = math.sqrt(6.0 / (self.kernel_size + self.kernel_size * self.n_filters))
         nn.init.uniform_(self.kernels, -bound, bound)
-        bound = min(math.sqrt(6.0 / (self.n_filters + 1)), self.max_norm)
+        bound = min(math.sqrt(6.0 / (self.n_filters * self.n_channels + self.n_filters)),
+                    self.max_norm)
         nn.init.uniform_(self.mixing, -bound, bound)
 
     @memo_no_grad
