@@ -264,6 +264,7 @@ def test_sd_split_lets_a_drift_probe_recognise_the_clip(synthetic):
     """The shortcut behind `sd`: features without band power score near 100 % there."""
     from sklearn.neighbors import KNeighborsClassifier
 
+    from physioemo.evaluation.baselines import probe_features
     from physioemo.evaluation.protocols import derive_seed
     from physioemo.evaluation.splits import ClipKFold, TemporalBlockSplit, window_starts
 
@@ -271,7 +272,7 @@ def test_sd_split_lets_a_drift_probe_recognise_the_clip(synthetic):
 
     def windows(s, clips, starts):
         X = np.stack([data[s, c, :, t:t + 128] for c in clips for t in starts])
-        return _probe_features(X), np.repeat(labels[s, clips, 0], len(starts))
+        return probe_features(X), np.repeat(labels[s, clips, 0], len(starts))
 
     sd, strict, strict_chance = [], [], []
     for s in range(2):
@@ -313,6 +314,10 @@ STRICT_SEEDS = (0, 1)
 #                   majority 8.9 (8.7 / 9.1), probe 24.1 (23.7 / 24.5), probe chance 24.0
 #   no effect:      HiSTN 9.6 (14.7 / 4.4), its chance 13.1 (20.0 / 6.2), majority 8.9,
 #                   probe 24.0 (23.4 / 24.6), probe chance 24.1
+#   run_protocol's own baselines on the same folds (record["baselines"], with the ECG):
+#   planted effect: stratified 25.6, classic (band DE + logistic regression) 46.9, physio
+#                   17.4, probe 23.7; no effect: stratified 25.6, classic 24.5, physio 12.3,
+#                   probe 23.6 (valence: the heart rate follows arousal only)
 #   planted effect without the 2-Hz high-pass (paper preprocessing): HiSTN 14.9 (15.6 /
 #                   14.1) against its chance 16.1 -- it does not learn the effect here.
 # About 45 s per test on an idle 2-core machine (much longer when other jobs share it).
@@ -323,13 +328,15 @@ CONTROL_SLACK = 8.0  # F1 points a score may exceed its chance level on the cont
 @pytest.fixture(scope="module")
 def strict_data(tmp_path_factory):
     from physioemo.datasets import load_preprocessed, make_synthetic_dreamer
+    from physioemo.datasets.cache import load_r_peaks
 
     out = {}
     for effect in (None, 0.0):  # None: the default planted effect
         d = tmp_path_factory.mktemp("strict")
         kw = {} if effect is None else {"effect_size": effect}
         make_synthetic_dreamer(d / "dreamer.mat", **STRICT_FILE, **kw)
-        out[effect] = load_preprocessed(d / "dreamer.mat", cache_dir=d / "cache", l_freq=2.0)
+        data, labels = load_preprocessed(d / "dreamer.mat", cache_dir=d / "cache", l_freq=2.0)
+        out[effect] = data, labels, load_r_peaks(d / "dreamer.mat", cache_dir=d / "cache")
     return out
 
 
@@ -357,67 +364,57 @@ def _from_confusion(cm):
     return y, pred
 
 
-def _probe_features(X):
-    """Per-window channel means and least-squares slopes: the drift, no band power."""
-    t = np.arange(X.shape[-1]) - (X.shape[-1] - 1) / 2
-    return np.concatenate([X.mean(-1), (X * t).sum(-1) / (t ** 2).sum()], axis=1)
+FITTED = ("classic", "physio", "probe")  # baselines with a classifier behind them
 
 
-def _strict_scores(data, labels, seed):
-    """HiSTN, majority and probe weighted F1 (and their chance levels) on every fold."""
-    from sklearn.neighbors import KNeighborsClassifier
+def _strict_scores(data, labels, ecg, seed):
+    """HiSTN's weighted F1 and its chance level, and every baseline's, on every fold.
 
+    The baselines are the ones ``run_protocol`` stores beside HiSTN (``record["baselines"]``,
+    fitted on the same fold's windows); the test checks their test windows are HiSTN's.
+    """
     from physioemo.evaluation.splits import window_starts
 
-    recs = run_protocol("sd-strict", data, labels, seed=seed, **STRICT_RUN)
-    starts = window_starts(data.shape[-1])  # the test windows: non-overlapping
-    out = {k: [] for k in ("histn", "histn_chance", "majority", "probe", "probe_chance")}
+    recs = run_protocol("sd-strict", data, labels, seed=seed, ecg=ecg, **STRICT_RUN)
+    n_windows = len(window_starts(data.shape[-1]))  # the test windows: non-overlapping
+    out = {k: [] for k in ("histn", "histn_chance", "majority", "stratified", *FITTED)}
     for r in recs:
-        y = labels[0, :, 0]
-        # the probe sees the training clips' non-overlapping windows (a subset of HiSTN's)
-        Xtr = np.concatenate([data[0, c][:, s:s + 128][None] for c in r["train_clips"]
-                              for s in starts])
-        ytr = np.repeat(y[r["train_clips"]], len(starts))
-        Xte = np.concatenate([data[0, c][:, s:s + 128][None] for c in r["test_clips"]
-                              for s in starts])
-        yte = np.repeat(y[r["test_clips"]], len(starts))
         y_cm, pred = _from_confusion(r["confusion"])
+        yte = np.repeat(labels[0, r["test_clips"], 0], n_windows)
         assert np.array_equal(np.sort(y_cm), np.sort(yte))  # the same test windows
         out["histn"].append(r["metrics"]["weighted_f1"])
         out["histn_chance"].append(_chance_f1(y_cm, pred))
-        out["majority"].append(_weighted_f1(yte, np.full_like(yte, np.bincount(ytr).argmax())))
-        knn = KNeighborsClassifier(5).fit(_probe_features(Xtr), ytr)
-        probe = knn.predict(_probe_features(Xte))
-        out["probe"].append(_weighted_f1(yte, probe))
-        out["probe_chance"].append(_chance_f1(yte, probe))
+        base = r["baselines"]
+        assert base["physio"]["available"], base["physio"]
+        for name in ("majority", "stratified", *FITTED):
+            assert base[name]["metrics"].get("n_windows", len(yte)) == len(yte)
+            out[name].append(base[name]["metrics"]["weighted_f1"])
     return out
 
 
-def _mean_over_seeds(data, labels):
-    runs = [_strict_scores(data, labels, seed) for seed in STRICT_SEEDS]
+def _mean_over_seeds(data, labels, ecg):
+    runs = [_strict_scores(data, labels, ecg, seed) for seed in STRICT_SEEDS]
     return {k: float(np.mean([v for run in runs for v in run[k]])) for k in runs[0]}
 
 
 @pytest.mark.slow
 def test_sd_strict_histn_learns_the_planted_effect_beyond_baselines(strict_data):
-    data, labels = strict_data[None]
-    m = _mean_over_seeds(data, labels)
+    m = _mean_over_seeds(*strict_data[None])
     print("sd-strict, planted effect:", {k: round(v, 1) for k, v in m.items()})
-    best_baseline = max(m["majority"], m["probe"])
-    assert m["histn"] > best_baseline + STRICT_MARGIN, m
+    assert m["histn"] > max(m["majority"], m["stratified"], m["probe"]) + STRICT_MARGIN, m
     assert m["histn"] > m["histn_chance"] + STRICT_MARGIN, m
 
 
 @pytest.mark.slow
 def test_sd_strict_negative_control_stays_at_chance(strict_data):
-    data, labels = strict_data[0.0]
-    m = _mean_over_seeds(data, labels)
+    m = _mean_over_seeds(*strict_data[0.0])
     print("sd-strict, no effect:", {k: round(v, 1) for k, v in m.items()})
     assert m["histn"] < m["histn_chance"] + CONTROL_SLACK, m
-    assert m["probe"] < m["probe_chance"] + CONTROL_SLACK, m
-    # the majority baseline is a constant predictor, at its chance level by construction
-    # (permuting the labels leaves its F1 unchanged); its scores equal those on the planted
-    # file (same ratings, same folds)
+    # a classifier that learned nothing scores at most about as well as guessing with the
+    # training class frequencies (the exact expectation, "stratified"), usually less
+    for name in FITTED:
+        assert m[name] < m["stratified"] + CONTROL_SLACK, (name, m)
+
 
 
 # -- lr / dropout / batch_size keywords ------------------------------------------------------
