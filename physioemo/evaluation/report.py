@@ -218,36 +218,61 @@ def write_tables(records, out_dir):
     return csv_path, md_path
 
 
-def _markdown(rows):
-    lines = []
+def _table_groups(rows):
+    """One table per (protocol, dimension, smoothing): what Markdown and HTML both show.
+
+    Yields ``(key, titles, cells, mean_cells, verdict, paper)``: the column titles after
+    "subject" and "folds", one list of cell strings per subject, the mean ± std cells, the
+    verdict sentence (or None) and the paper's F1 (or None).
+    """
     by_key = defaultdict(list)
     for row in rows:
         by_key[(row["protocol"], row["dimension"], row["smoothing"])].append(row)
     said = {v["key"]: v["text"] for v in verdicts(rows)}
-    for (protocol, dimension, smoothing), group in by_key.items():
+    for key, group in by_key.items():
         cols = dict(METRICS)
         if "probe_f1" in group[0]:
             cols.update({f"{b}_f1": t for b, t in BASELINE_TITLES.items()})
-        lines.append(f"### {protocol} · {dimension} · {smoothing} targets\n")
-        lines.append("| subject | folds | " + " | ".join(cols.values()) + " |")
-        lines.append("|---" * (2 + len(cols)) + "|")
         stats = {r["subject"]: r for r in group if r["subject"] in ("mean", "std")}
-        for r in group:
-            if r["subject"] in ("mean", "std"):
-                continue
-            lines.append(f"| {r['subject']} | {r['n_folds']} | "
-                         + " | ".join(_num(r[m]) for m in cols) + " |")
-        lines.append(f"| **mean ± std** ({stats['mean']['n_folds']} subjects) | | "
-                     + " | ".join(f"**{_num(stats['mean'][m])} ± {_num(stats['std'][m])}**"
-                                  for m in cols) + " |")
-        if (protocol, dimension, smoothing) in said:
-            lines.append(f"\n{said[(protocol, dimension, smoothing)]}")
-        paper = PAPER_F1.get((protocol, dimension))
+        cells = [[str(r["subject"]), str(r["n_folds"]), *(_num(r[m]) for m in cols)]
+                 for r in group if r["subject"] not in ("mean", "std")]
+        mean_cells = [f"mean ± std ({stats['mean']['n_folds']} subjects)", "",
+                      *(f"{_num(stats['mean'][m])} ± {_num(stats['std'][m])}"
+                        for m in cols)]
+        yield key, list(cols.values()), cells, mean_cells, said.get(key), PAPER_F1.get(key[:2])
+
+
+def _markdown(rows):
+    lines = []
+    for (protocol, dimension, smoothing), titles, cells, mean_cells, verdict, paper in \
+            _table_groups(rows):
+        lines.append(f"### {protocol} · {dimension} · {smoothing} targets\n")
+        lines.append("| subject | folds | " + " | ".join(titles) + " |")
+        lines.append("|---" * (2 + len(titles)) + "|")
+        lines.extend("| " + " | ".join(c) + " |" for c in cells)
+        lines.append("| " + " | ".join(f"**{c}**" if c else c for c in mean_cells) + " |")
+        if verdict is not None:
+            lines.append(f"\n{verdict}")
         if paper is not None:
             lines.append(f"\nPaper's reported mean weighted F1 for {protocol} {dimension} "
                          f"(Kuang et al. 2024, not ours): {paper:.2f} %.")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _html_tables(rows):
+    """Return the results as real HTML tables (per subject, then mean ± std in bold)."""
+    out = []
+    esc = html.escape
+    for key, titles, cells, mean_cells, _, _ in _table_groups(rows):
+        out.append(f"<h3>{esc(' · '.join(key))} targets</h3><table><tr><th>subject</th>"
+                   "<th>folds</th>" + "".join(f"<th>{esc(t)}</th>" for t in titles)
+                   + "</tr>")
+        out.extend("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+                   for row in cells)
+        out.append("<tr>" + "".join(f"<td><b>{esc(c)}</b></td>" for c in mean_cells)
+                   + "</tr></table>")
+    return "\n".join(out)
 
 
 def _num(v):
@@ -402,7 +427,6 @@ def write_html_report(records, path, *, title="physioemo evaluation", notes=()):
     if not records:
         raise DataError("no results to report; run a protocol first.")
     rows = summarize(records)
-    md = _markdown(rows)
     body = [f"<h1>{html.escape(title)}</h1>"]
     for n in notes:
         body.append(f"<p class='warn'>{html.escape(n)}</p>")
@@ -422,10 +446,11 @@ def write_html_report(records, path, *, title="physioemo evaluation", notes=()):
                     "heart rate/HRV + logistic regression, and the shortcut probe "
                     "(per-window channel means and slopes, 5-nearest neighbours).</p>")
     body.append("<h2>Ours beside the paper's reported numbers</h2>" + _paper_table(rows))
-    body.append("<h2>Results table</h2><pre>" + html.escape(md) + "</pre>")
+    body.append("<h2>Results per subject</h2>" + _html_tables(rows))
     body.extend(_plots(records, rows))
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
+             "table{border-collapse:collapse;font-size:90%}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
              ".warn{color:#a00;font-weight:bold}img{max-width:100%}")
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
            f"</title><style>{style}</style></head><body>" + "\n".join(body)

@@ -121,6 +121,45 @@ def test_baseline_columns_and_verdict(tmp_path):
     assert "<p class='warn'>sd · valence · gaussian: HiSTN minus the best baseline" in html
     # per-subject bars, the baseline plot, confusion/curves
     assert len(re.findall("data:image/png;base64,", html)) == 3
+    # the results are a real table (not Markdown in <pre>): HiSTN beside every baseline
+    tables = _html_tables(html)
+    header, *body = tables[-1]
+    assert "<pre>" not in html
+    assert header[:3] == ["subject", "folds", "F1 (weighted)"] and "Probe F1" in header
+    assert [r[0] for r in body] == ["1", "2", "mean ± std (2 subjects)"]
+    probe = header.index("Probe F1")
+    assert [r[probe] for r in body] == ["80.00", "30.00", "55.00 ± 25.00"]
+
+
+def _html_tables(text):
+    """Every <table> of an HTML page as lists of cell texts (stdlib parser)."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.tables[-1][-1].append(self.cell)
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    parser = Tables()
+    parser.feed(text)
+    return parser.tables
 
 
 def test_a_clear_win_has_no_warning_and_old_results_have_no_baseline_columns(tmp_path):
