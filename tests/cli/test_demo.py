@@ -127,6 +127,14 @@ def test_report_summary_and_metadata(run):
     meta = json.loads((out / "run.json").read_text())
     assert meta["seed"] == 0 and "torch" in meta["versions"]
     assert (out / demo.MARKER_FILE).is_file()
+    # HiSTN beside the baselines: one verdict per smoothing, the same as the evaluation's
+    # own tables say, printed and in the demo's report
+    said = json.loads((out / "demo.json").read_text())["verdicts"]
+    assert [v.split(":")[0] for v in said] == ["sd · valence · gaussian",
+                                              "sd · valence · onehot"]
+    md = (out / "evaluate" / "results.md").read_text()
+    for v in said:
+        assert v in md and v in stdout and v.split(" WARNING")[0] in html
 
 
 def test_refuses_a_foreign_non_empty_out(tmp_path, capsys):
