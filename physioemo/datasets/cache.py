@@ -167,7 +167,7 @@ def load_preprocessed(path=None, *, subjects=None, cache_dir=None, force=False, 
     dreamer = load_dreamer(path, lazy=True)
     data, labels = histn_preprocess(dreamer, **resolved)
     del dreamer
-    _write_entry(entry, key, data, labels)
+    _write_entry(entry, key, data=data, labels=labels)
     logger.info("cached preprocessed DREAMER in %s", entry)
     return data, labels
 
@@ -184,12 +184,13 @@ def _read_entry(entry, key):
         return None
 
 
-def _write_entry(entry, key, data, labels):
+def _write_entry(entry, key, **arrays):
+    """Write ``arrays`` and ``key`` to the cache file ``entry`` atomically (temp + rename)."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, data=data, labels=labels, key=np.array(key))
+            np.savez(f, **arrays, key=np.array(key))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, entry)
@@ -306,18 +307,7 @@ def load_r_peaks(path, *, subjects=None, cache_dir=None, force=False):
     flat = [p for clips in out for p in clips]
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in flat])]).astype(np.int64)
     shape = np.array([len(out), len(out[0]) if out else 0], dtype=np.int64)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, peaks=np.concatenate(flat) if flat else np.zeros(0, np.int64),
-                     offsets=offsets, shape=shape, key=np.array(key))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, entry)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _write_entry(entry, key, peaks=np.concatenate(flat) if flat else np.zeros(0, np.int64),
+                 offsets=offsets, shape=shape)
     logger.info("cached DREAMER R peaks in %s", entry)
     return out
