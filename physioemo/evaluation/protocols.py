@@ -141,6 +141,11 @@ def scale_lr(schedule, lr):
             for k, v in schedule.items()}
 
 
+#: Bumped whenever the same settings give other numbers (part of the resume guard, so a run
+#: folder never mixes folds of two versions). 2: Keras-fan initialisation, Adam eps 1e-7,
+#: exactly balanced subject-independent batches, dropout masks from torch's generator.
+RESULTS_VERSION = 2
+
 #: Keyword arguments of :func:`run_protocol` that replace recipe entries (see its docstring).
 HYPERPARAMS = ("lr", "dropout", "batch_size")
 
@@ -751,7 +756,8 @@ def run_protocol(name, data, labels, *, dimension="valence", subjects=None, epoc
                 "model": "histn" if model_fn is None else getattr(
                     model_fn, "__qualname__", repr(model_fn)),
                 "data": data_id or _fingerprint(data, labels),
-                "baselines": _baseline_setting(baselines, ecg)}
+                "baselines": _baseline_setting(baselines, ecg),
+                "results_version": RESULTS_VERSION}
     done = set()
     if out_dir is not None:
         store = ResultStore(out_dir, settings).open()

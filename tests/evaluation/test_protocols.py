@@ -627,6 +627,21 @@ def test_val_metrics_score_the_validation_block_with_the_selected_model(tiny_dat
     assert r["val_block"] == 2 and set(r["val_metrics"]) == set(r["metrics"])
 
 
+def test_results_of_an_older_version_are_never_resumed(tiny_data, tmp_path):
+    """Folders from before RESULTS_VERSION (other init, eps, batches, dropout) are refused."""
+    from physioemo.evaluation.protocols import RESULTS_VERSION
+
+    data, labels = tiny_data
+    kw = {**FAST, "subjects": [0], "folds": [0], "out_dir": tmp_path}
+    run_protocol("sd", data, labels, **kw)
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    assert settings["results_version"] == RESULTS_VERSION == 2
+    del settings["results_version"]  # as written by physioemo before the version existed
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ParameterError, match=r"results_version: None -> 2"):
+        run_protocol("sd", data, labels, **kw)
+
+
 def test_normalization_is_recorded_and_guards_resume(tiny_data, tmp_path):
     from physioemo.models import load_checkpoint
 
