@@ -34,6 +34,7 @@ from ...exceptions import ParameterError
 ENV_VAR = "PHYSIOEMO_NATIVE"
 
 _kernels = None
+_CHUNKED = {"block_forward", "block_backward", "tail_forward", "tail_backward"}
 _lock = threading.Lock()  # Numba's workqueue pool runs one parallel kernel at a time
 
 
@@ -101,9 +102,11 @@ def _run(name, *args):
     import numba
 
     kernel = getattr(_k(), name)
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if name in _CHUNKED:  # work split in n chunks of samples, one scratch set each
+        args = (*args, n)
     with _lock:
-        numba.set_num_threads(max(1, min(torch.get_num_threads(),
-                                         numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(n)
         kernel(*args)
 
 

@@ -114,11 +114,68 @@ def _conv_same_row(x, w, p, xp, y):
     """y[t] = sum_k w[k] x[t + k - p], zeros outside ("same" cross-correlation)."""
     T, K = x.shape[0], w.shape[0]
     _pad(x, p, T + K - 1, xp)
-    for t in range(T):
+    t = 0
+    while t + 4 <= T:  # four outputs a pass: each load of w serves four sums
+        x0 = xp[t:t + K]
+        x1 = xp[t + 1:t + 1 + K]
+        x2 = xp[t + 2:t + 2 + K]
+        x3 = xp[t + 3:t + 3 + K]
+        s0 = F0
+        s1 = F0
+        s2 = F0
+        s3 = F0
+        for k in range(K):
+            wk = w[k]
+            s0 += wk * x0[k]
+            s1 += wk * x1[k]
+            s2 += wk * x2[k]
+            s3 += wk * x3[k]
+        y[t] = s0
+        y[t + 1] = s1
+        y[t + 2] = s2
+        y[t + 3] = s3
+        t += 4
+    t_end = t
+    for t in range(t_end, T):
+        xs = xp[t:t + K]
         s = F0
         for k in range(K):
-            s += w[k] * xp[t + k]
+            s += w[k] * xs[k]
         y[t] = s
+
+
+@nb.njit(**_OPTS)
+def _corr_grad(dy, xp, dw):
+    """dw[k] += sum_t dy[t] xp[t + k] (float32 sums), four taps a pass."""
+    T, K = dy.shape[0], dw.shape[0]
+    k = 0
+    while k + 4 <= K:
+        e0 = xp[k:k + T]
+        e1 = xp[k + 1:k + 1 + T]
+        e2 = xp[k + 2:k + 2 + T]
+        e3 = xp[k + 3:k + 3 + T]
+        s0 = F0
+        s1 = F0
+        s2 = F0
+        s3 = F0
+        for t in range(T):
+            d = dy[t]
+            s0 += d * e0[t]
+            s1 += d * e1[t]
+            s2 += d * e2[t]
+            s3 += d * e3[t]
+        dw[k] += s0
+        dw[k + 1] += s1
+        dw[k + 2] += s2
+        dw[k + 3] += s3
+        k += 4
+    k_end = k
+    for k in range(k_end, K):
+        ek = xp[k:k + T]
+        s = F0
+        for t in range(T):
+            s += dy[t] * ek[t]
+        dw[k] += s
 
 
 @nb.njit(**_OPTS)
@@ -176,8 +233,9 @@ def head_forward(x, wt, pt, y1, g1, b1, w, g2, b2, mask, has_mask, eps, training
                 out[t] = w0 * e[t]
             for k in range(1, K):
                 wk = w[c, k]
+                ek = e[k:k + T2]  # a view: offset-free indices vectorise
                 for t in range(T2):
-                    out[t] += wk * e[t + k]
+                    out[t] += wk * ek[t]
         if training:
             m, v = _stats(y2, c)
             mean2[c] = np.float32(m)
@@ -265,17 +323,19 @@ def head_backward(dh, x, wt, pt, y1, y2, g1, b1, w, g2, b2, mask, has_mask, eps,
                 dy[t] = a2 * (du[t] - k2a - (y2row[t] - m2) * k2b)
             _bn_elu(y1row, sc1, sh1, u, e)
             for k in range(K):
+                ek = e[k:k + T2]
                 acc = F0
                 for t in range(T2):
-                    acc += dy[t] * e[t + k]
+                    acc += dy[t] * ek[t]
                 dwk[k] += acc
             d1 = dy1[b, c]
             for t in range(T):
                 d1[t] = F0
             for k in range(K):
                 wk = w[c, k]
+                d1k = d1[k:k + T2]
                 for t in range(T2):
-                    d1[t + k] += wk * dy[t]
+                    d1k[t] += wk * dy[t]
             fs = F0
             fsx = F0
             for t in range(T):
@@ -300,11 +360,7 @@ def head_backward(dh, x, wt, pt, y1, y2, g1, b1, w, g2, b2, mask, has_mask, eps,
                 d1[t] = a1 * (d1[t] - k1a - (y1row[t] - m1) * k1b)
             if Kt > 0:  # the kernel gradient of the "same" filter that made y1 from x
                 _pad(x[b, c], pt, T + Kt - 1, e)
-                for k in range(Kt):
-                    s = F0
-                    for t in range(T):
-                        s += d1[t] * e[t + k]
-                    dwt_c[k] += s
+                _corr_grad(d1, e, dwt_c)
         for k in range(Kt):
             dwt[c, k] = np.float32(dwt_c[k])
 
@@ -341,48 +397,54 @@ def _taps_same(m, wd, p0, d):
             s = k - p0
             t0 = -s if s < 0 else 0
             t1 = T - s if s > 0 else T
-            for t in range(t0, t1):
-                dc[t] += wk * mc[t + s]
+            src = mc[t0 + s:t1 + s]  # views: offset-free indices vectorise
+            dst = dc[t0:t1]
+            for t in range(t1 - t0):
+                dst[t] += wk * src[t]
 
 
-@nb.njit(parallel=True, **_OPTS)
+@nb.njit(**_OPTS)
 def _sum_rows(parts, out):
     """out[i] = sum_b parts[b, i], b in order (independent of the thread count)."""
     n = parts.shape[1]
-    for i in prange(n):
-        s = 0.0
-        for b in range(parts.shape[0]):
-            s += parts[b, i]
-        out[i] = s
+    for i in range(n):
+        out[i] = 0.0
+    for b in range(parts.shape[0]):
+        row = parts[b]
+        for i in range(n):
+            out[i] += row[i]
 
 
 @nb.njit(parallel=True, **_OPTS)
-def block_forward(h, M, wd, p0, W, g3, b3, eps, training, mean3, var3, y, a_mean, h_mean):
+def block_forward(h, M, wd, p0, W, g3, b3, eps, training, mean3, var3, y, a_mean, h_mean,
+                  n_chunks):
     """Forward of the node level; y (B, C, T), a_mean and h_mean (B, C) are outputs."""
     B, C, T = h.shape
     fT = np.float32(T)
     parts = np.empty((B, 2 * C))
-    for b in prange(B):
+    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk
+    for ch in prange(n_chunks):
         m = np.empty((C, T), np.float32)
         d = np.empty((C, T), np.float32)
-        hb = h[b]
-        yb = y[b]
-        _mix(M, hb, m)
-        _taps_same(m, wd, p0, d)
-        _mix(W, d, yb)
-        for c in range(C):
-            hr = hb[c]
-            yr = yb[c]
-            s = F0
-            ss = F0
-            sh = F0
-            for t in range(T):
-                s += yr[t]
-                ss += yr[t] * yr[t]
-                sh += hr[t]
-            parts[b, c] = s
-            parts[b, C + c] = ss
-            h_mean[b, c] = sh / fT
+        for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
+            hb = h[b]
+            yb = y[b]
+            _mix(M, hb, m)
+            _taps_same(m, wd, p0, d)
+            _mix(W, d, yb)
+            for c in range(C):
+                hr = hb[c]
+                yr = yb[c]
+                s = F0
+                ss = F0
+                sh = F0
+                for t in range(T):
+                    s += yr[t]
+                    ss += yr[t] * yr[t]
+                    sh += hr[t]
+                parts[b, c] = s
+                parts[b, C + c] = ss
+                h_mean[b, c] = sh / fT
     if training:
         tot = np.empty(2 * C)
         _sum_rows(parts, tot)
@@ -405,7 +467,7 @@ def block_forward(h, M, wd, p0, W, g3, b3, eps, training, mean3, var3, y, a_mean
 
 @nb.njit(parallel=True, **_OPTS)
 def block_backward(da, dhm, h, y, M, wd, p0, W, g3, b3, eps, training, mean3, var3,
-                   pattern, dh, dM, dwd, dW, dg3, db3):
+                   pattern, dh, dM, dwd, dW, dg3, db3, n_chunks):
     """Backward of the node level.
 
     dh (B, C, T), dM, dW (C, C), dwd (C, K), dg3, db3 (C,) are outputs; dM and dW are
@@ -443,75 +505,80 @@ def block_backward(da, dhm, h, y, M, wd, p0, W, g3, b3, eps, training, mean3, va
     n = np.float32(B * T)
     size = 2 * CC + C * K
     parts2 = np.zeros((B, size))
-    for b in prange(B):
+    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk
+    for ch in prange(n_chunks):
         m = np.empty((C, T), np.float32)
         d = np.empty((C, T), np.float32)
         dy = np.empty((C, T), np.float32)
         dm = np.empty((C, T), np.float32)
-        hb = h[b]
-        yb = y[b]
-        loc = parts2[b]
-        # dy through ELU and BN3
-        for c in range(C):
-            yr = yb[c]
-            dyr = dy[c]
-            g = da[b, c] * invT
-            mu = mean3[c]
-            ka = np.float32(acc1[c] / n) if training else F0
-            kb = np.float32(acc1[C + c] * rs[c] / n) * rs[c] if training else F0
-            for t in range(T):
-                du = g * _elu_grad(yr[t] * sc[c] + sh[c])
-                dyr[t] = sc[c] * (du - ka - (yr[t] - mu) * kb)
-        _mix(M, hb, m)
-        _taps_same(m, wd, p0, d)
-        # y = W^T d: dW[i, j] = d[i] . dy[j]; dd = W dy (into d, no longer needed)
-        for i in range(C):
-            di = d[i]
-            for j in range(C):
-                if pattern[i, j] == 0:
-                    continue
-                dyj = dy[j]
-                s = F0
+        for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
+            hb = h[b]
+            yb = y[b]
+            loc = parts2[b]
+            # dy through ELU and BN3
+            for c in range(C):
+                yr = yb[c]
+                dyr = dy[c]
+                g = da[b, c] * invT
+                mu = mean3[c]
+                ka = np.float32(acc1[c] / n) if training else F0
+                kb = np.float32(acc1[C + c] * rs[c] / n) * rs[c] if training else F0
                 for t in range(T):
-                    s += di[t] * dyj[t]
-                loc[CC + i * C + j] = s
-        _mix(Wt, dy, d)
-        # taps: dwd[c, k] = dd[c] . m[c, shifted]; dm[c, t + s] += wd[c, k] dd[c, t]
-        for c in range(C):
-            ddc = d[c]
-            mc = m[c]
-            dmc = dm[c]
-            for t in range(T):
-                dmc[t] = F0
-            for k in range(K):
-                wk = wd[c, k]
-                sft = k - p0
-                t0 = -sft if sft < 0 else 0
-                t1 = T - sft if sft > 0 else T
-                s = F0
-                for t in range(t0, t1):
-                    s += ddc[t] * mc[t + sft]
-                for t in range(t0, t1):
-                    dmc[t + sft] += wk * ddc[t]
-                loc[2 * CC + c * K + k] = s
-        # m = M^T h: dM[i, j] = h[i] . dm[j]; dh = M dm + dh_mean / T
-        for i in range(C):
-            hi = hb[i]
-            for j in range(C):
-                if pattern[i, j] == 0:
-                    continue
-                dmj = dm[j]
-                s = F0
+                    du = g * _elu_grad(yr[t] * sc[c] + sh[c])
+                    dyr[t] = sc[c] * (du - ka - (yr[t] - mu) * kb)
+            _mix(M, hb, m)
+            _taps_same(m, wd, p0, d)
+            # y = W^T d: dW[i, j] = d[i] . dy[j]; dd = W dy (into d, no longer needed)
+            for i in range(C):
+                di = d[i]
+                for j in range(C):
+                    if pattern[i, j] == 0:
+                        continue
+                    dyj = dy[j]
+                    s = F0
+                    for t in range(T):
+                        s += di[t] * dyj[t]
+                    loc[CC + i * C + j] = s
+            _mix(Wt, dy, d)
+            # taps: dwd[c, k] = dd[c] . m[c, shifted]; dm[c, t + s] += wd[c, k] dd[c, t]
+            for c in range(C):
+                ddc = d[c]
+                mc = m[c]
+                dmc = dm[c]
                 for t in range(T):
-                    s += hi[t] * dmj[t]
-                loc[i * C + j] = s
-        dhb = dh[b]
-        _mix(Mt, dm, dhb)
-        for c in range(C):
-            g = dhm[b, c] * invT
-            r = dhb[c]
-            for t in range(T):
-                r[t] += g
+                    dmc[t] = F0
+                for k in range(K):
+                    wk = wd[c, k]
+                    sft = k - p0
+                    t0 = -sft if sft < 0 else 0
+                    t1 = T - sft if sft > 0 else T
+                    src = ddc[t0:t1]
+                    msh = mc[t0 + sft:t1 + sft]
+                    dst = dmc[t0 + sft:t1 + sft]
+                    s = F0
+                    for t in range(t1 - t0):
+                        s += src[t] * msh[t]
+                    for t in range(t1 - t0):
+                        dst[t] += wk * src[t]
+                    loc[2 * CC + c * K + k] = s
+            # m = M^T h: dM[i, j] = h[i] . dm[j]; dh = M dm + dh_mean / T
+            for i in range(C):
+                hi = hb[i]
+                for j in range(C):
+                    if pattern[i, j] == 0:
+                        continue
+                    dmj = dm[j]
+                    s = F0
+                    for t in range(T):
+                        s += hi[t] * dmj[t]
+                    loc[i * C + j] = s
+            dhb = dh[b]
+            _mix(Mt, dm, dhb)
+            for c in range(C):
+                g = dhm[b, c] * invT
+                r = dhb[c]
+                for t in range(T):
+                    r[t] += g
     acc2 = np.empty(size)
     _sum_rows(parts2, acc2)
     for c in range(C):
@@ -538,10 +605,12 @@ def block_backward(da, dhm, h, y, M, wd, p0, W, g3, b3, eps, training, mean3, va
 
 
 @nb.njit(**_OPTS)
-def _fuse(v, W, bias, reg, R, alpha, z):
-    """Attention fusion of one sample: alpha (C), z (R) from values v (C)."""
+def _fuse(v, W, bias, reg, R, alpha, z, mx, tot):
+    """Attention fusion of one sample: alpha (C), z (R) from values v (C); mx, tot: scratch."""
     C = v.shape[0]
-    mx = np.full(R, _NEG_INF, np.float32)
+    for r in range(R):
+        mx[r] = _NEG_INF
+        tot[r] = F0
     for j in range(C):
         lg = bias[j]
         for i in range(C):
@@ -549,7 +618,6 @@ def _fuse(v, W, bias, reg, R, alpha, z):
         alpha[j] = lg
         if lg > mx[reg[j]]:
             mx[reg[j]] = lg
-    tot = np.zeros(R, np.float32)
     for r in range(R):
         z[r] = F0
     for j in range(C):
@@ -585,41 +653,45 @@ def _collapse(y, W, bias, beta):
 
 @nb.njit(parallel=True, **_OPTS)
 def tail_forward(hm, am, reg, Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc, mask, has_mask,
-                 saved, logits):
+                 saved, logits, n_chunks):
     """Forward of the tail; saved (B, S) and logits (B, O) are outputs."""
     B, C = hm.shape
     R = P.shape[0]
     O = Wc.shape[0]  # noqa: E741 (n_outputs, as in the C it replaces)
     F = C + R + 1
-    for b in prange(B):
-        h = hm[b]
-        a = am[b]
-        s = saved[b]
-        ah = s[:C]
-        aa = s[C:2 * C]
-        z = s[2 * C:2 * C + R]
-        zl = s[2 * C + R:2 * C + 2 * R]
-        bz_ = s[2 * C + 2 * R:2 * C + 3 * R]
-        bl_ = s[2 * C + 3 * R:2 * C + 4 * R]
-        f = s[2 * C + 4 * R:2 * C + 4 * R + F]
-        mk = s[2 * C + 4 * R + F:2 * C + 4 * R + 2 * F]
-        _fuse(h, Wh, bh, reg, R, ah, z)
-        _fuse(a, Wa, ba, reg, R, aa, zl)
-        for j in range(C):
-            f[j] = h[j] + a[j]
-        for q in range(R):
-            v = zl[q]
-            for r in range(R):
-                v += z[r] * P[r, q]
-            f[C + q] = v
-        f[C + R] = _collapse(z, Wz, bz, bz_) + _collapse(zl, Wl, bl, bl_)
-        for k in range(F):
-            mk[k] = mask[b, k] if has_mask else F1
-        for o in range(O):
-            v = bc[o]
+    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk
+    for ch in prange(n_chunks):
+        mx = np.empty(R, np.float32)
+        tot = np.empty(R, np.float32)
+        for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
+            h = hm[b]
+            a = am[b]
+            s = saved[b]
+            ah = s[:C]
+            aa = s[C:2 * C]
+            z = s[2 * C:2 * C + R]
+            zl = s[2 * C + R:2 * C + 2 * R]
+            bz_ = s[2 * C + 2 * R:2 * C + 3 * R]
+            bl_ = s[2 * C + 3 * R:2 * C + 4 * R]
+            f = s[2 * C + 4 * R:2 * C + 4 * R + F]
+            mk = s[2 * C + 4 * R + F:2 * C + 4 * R + 2 * F]
+            _fuse(h, Wh, bh, reg, R, ah, z, mx, tot)
+            _fuse(a, Wa, ba, reg, R, aa, zl, mx, tot)
+            for j in range(C):
+                f[j] = h[j] + a[j]
+            for q in range(R):
+                v = zl[q]
+                for r in range(R):
+                    v += z[r] * P[r, q]
+                f[C + q] = v
+            f[C + R] = _collapse(z, Wz, bz, bz_) + _collapse(zl, Wl, bl, bl_)
             for k in range(F):
-                v += Wc[o, k] * (f[k] * mk[k])
-            logits[b, o] = v
+                mk[k] = mask[b, k] if has_mask else F1
+            for o in range(O):
+                v = bc[o]
+                for k in range(F):
+                    v += Wc[o, k] * (f[k] * mk[k])
+                logits[b, o] = v
 
 
 @nb.njit(**_OPTS)
@@ -636,10 +708,9 @@ def _collapse_back(y, beta, g, dg, W, dy, dW, db):
 
 
 @nb.njit(**_OPTS)
-def _fuse_back(v, alpha, z, dz, W, reg, dv, dW, db):
+def _fuse_back(v, alpha, z, dz, W, reg, dv, dW, db, dl):
     """Backward of _fuse: adds to dv (C), dW (C * C, flat) and db (C) from dz (R)."""
     C = v.shape[0]
-    dl = np.empty(C, np.float32)
     for j in range(C):
         r = reg[j]
         dv[j] += alpha[j] * dz[r]
@@ -654,7 +725,8 @@ def _fuse_back(v, alpha, z, dz, W, reg, dv, dW, db):
 
 
 @nb.njit(parallel=True, **_OPTS)
-def tail_backward(dlogits, hm, am, reg, Wh, Wa, P, Wz, Wl, Wc, saved, dhm, dam, grads):
+def tail_backward(dlogits, hm, am, reg, Wh, Wa, P, Wz, Wl, Wc, saved, dhm, dam, grads,
+                  n_chunks):
     """Backward of the tail.
 
     dhm, dam (B, C) and the parameter gradients are outputs, the latter flat in grads in
@@ -678,52 +750,56 @@ def tail_backward(dlogits, hm, am, reg, Wh, Wa, P, Wz, Wl, Wc, saved, dhm, dam, 
     o_bc = o_Wc + O * F
     size = o_bc + O
     parts = np.zeros((B, size))
-    for b in prange(B):
-        g = parts[b]
-        h = hm[b]
-        a = am[b]
-        s = saved[b]
-        dlog = dlogits[b]
-        ah = s[:C]
-        aa = s[C:2 * C]
-        z = s[2 * C:2 * C + R]
-        zl = s[2 * C + R:2 * C + 2 * R]
-        bz_ = s[2 * C + 2 * R:2 * C + 3 * R]
-        bl_ = s[2 * C + 3 * R:2 * C + 4 * R]
-        f = s[2 * C + 4 * R:2 * C + 4 * R + F]
-        mk = s[2 * C + 4 * R + F:2 * C + 4 * R + 2 * F]
-        df = np.zeros(F, np.float32)
+    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk
+    for ch in prange(n_chunks):
+        df = np.empty(F, np.float32)
         dz = np.empty(R, np.float32)
         dzl = np.empty(R, np.float32)
-        for o in range(O):
-            g[o_bc + o] += dlog[o]
+        dl = np.empty(C, np.float32)
+        for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
+            df[:] = F0
+            g = parts[b]
+            h = hm[b]
+            a = am[b]
+            s = saved[b]
+            dlog = dlogits[b]
+            ah = s[:C]
+            aa = s[C:2 * C]
+            z = s[2 * C:2 * C + R]
+            zl = s[2 * C + R:2 * C + 2 * R]
+            bz_ = s[2 * C + 2 * R:2 * C + 3 * R]
+            bl_ = s[2 * C + 3 * R:2 * C + 4 * R]
+            f = s[2 * C + 4 * R:2 * C + 4 * R + F]
+            mk = s[2 * C + 4 * R + F:2 * C + 4 * R + 2 * F]
+            for o in range(O):
+                g[o_bc + o] += dlog[o]
+                for k in range(F):
+                    g[o_Wc + o * F + k] += dlog[o] * (f[k] * mk[k])
+                    df[k] += Wc[o, k] * dlog[o]
             for k in range(F):
-                g[o_Wc + o * F + k] += dlog[o] * (f[k] * mk[k])
-                df[k] += Wc[o, k] * dlog[o]
-        for k in range(F):
-            df[k] *= mk[k]
-        dh = dhm[b]
-        da = dam[b]
-        for j in range(C):
-            dh[j] = df[j]
-            da[j] = df[j]
-        for r in range(R):
-            v = F0
-            for q in range(R):
-                v += P[r, q] * df[C + q]
-                g[o_P + r * R + q] += z[r] * df[C + q]
-            dz[r] = v
-            dzl[r] = df[C + r]
-        dg = df[C + R]
-        gz = F0
-        gl = F0
-        for r in range(R):
-            gz += bz_[r] * z[r]
-            gl += bl_[r] * zl[r]
-        _collapse_back(z, bz_, gz, dg, Wz, dz, g[o_Wz:o_bz], g[o_bz:o_Wl])
-        _collapse_back(zl, bl_, gl, dg, Wl, dzl, g[o_Wl:o_bl], g[o_bl:o_Wc])
-        _fuse_back(h, ah, z, dz, Wh, reg, dh, g[:o_bh], g[o_bh:o_Wa])
-        _fuse_back(a, aa, zl, dzl, Wa, reg, da, g[o_Wa:o_ba], g[o_ba:o_P])
+                df[k] *= mk[k]
+            dh = dhm[b]
+            da = dam[b]
+            for j in range(C):
+                dh[j] = df[j]
+                da[j] = df[j]
+            for r in range(R):
+                v = F0
+                for q in range(R):
+                    v += P[r, q] * df[C + q]
+                    g[o_P + r * R + q] += z[r] * df[C + q]
+                dz[r] = v
+                dzl[r] = df[C + r]
+            dg = df[C + R]
+            gz = F0
+            gl = F0
+            for r in range(R):
+                gz += bz_[r] * z[r]
+                gl += bl_[r] * zl[r]
+            _collapse_back(z, bz_, gz, dg, Wz, dz, g[o_Wz:o_bz], g[o_bz:o_Wl])
+            _collapse_back(zl, bl_, gl, dg, Wl, dzl, g[o_Wl:o_bl], g[o_bl:o_Wc])
+            _fuse_back(h, ah, z, dz, Wh, reg, dh, g[:o_bh], g[o_bh:o_Wa], dl)
+            _fuse_back(a, aa, zl, dzl, Wa, reg, da, g[o_Wa:o_ba], g[o_ba:o_P], dl)
     acc = np.empty(size)
     _sum_rows(parts, acc)
     for i in range(size):
