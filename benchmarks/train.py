@@ -1,15 +1,17 @@
 """Benchmark HiSTN training and inference: physioemo's fused model vs the literal layers.
 
 All models are the same physioemo HiSTN (graph G0, same initial weights). physioemo's runs
-on the CPU through its fused native kernels (:mod:`physioemo.models.layers._native`: the
-fused 64-tap filter, BatchNorm, ELU, taps, pooling and dropout in two C functions); the
-"PyTorch operators only" row is the same model with the kernel off (the fused banded matmul
-and PyTorch layers); the peer runs the temporal head literally (conv2d with the 8 shared
-64-tap kernels, then per-electrode mixing, as the Keras reference does) with PyTorch layers.
-A training step is forward + Gaussian-smoothed soft cross-entropy + backward + Adam +
-``apply_constraints()``, batch 256. The contenders are timed in alternating rounds in one
-process (the median round is reported) and physioemo's and the literal model's logits and
-gradients are compared.
+on the CPU through its fused Numba kernels (:mod:`physioemo.models.layers._fused`: the
+fused 64-tap filter, BatchNorm, ELU, taps, pooling, dropout, the node level and the region
+and global levels in three forward/backward pairs); the "C kernels" row is the same model
+on the C kernels they replace (``_native.c``, compiled at run time with ``cc``; issue 14),
+timed side by side in the same process; the "PyTorch operators only" row is the same
+model with the kernels off (the fused banded matmul and PyTorch layers); the peer runs the
+temporal head literally (conv2d with the 8 shared 64-tap kernels, then per-electrode
+mixing, as the Keras reference does) with PyTorch layers. A training step is forward +
+Gaussian-smoothed soft cross-entropy + backward + Adam + ``apply_constraints()``, batch
+256. The contenders are timed in alternating rounds in one process (the median round is
+reported) and physioemo's and the literal model's logits and gradients are compared.
 
 The TensorFlow/Keras reference cannot run here (no TensorFlow); its ~4,200 windows/s at batch
 256 with 2 threads (24.3 s per 423-step epoch) is the figure quoted in shared/peers.md,
@@ -46,6 +48,77 @@ REFERENCE_KERAS_WPS = 4200.0  # shared/peers.md: TF/Keras, batch 256, 2 threads
 REFERENCE_LATENCY_MS = {"Keras eager": 24.0, "Keras predict_on_batch": 6.2,
                         "Keras tf.function": 1.7}
 CLIP, BLOCK, WIN, N_CLIPS, EPOCHS, FOLDS = 7680, 768, 128, 18, 50, 10
+
+
+class CKernelHiSTN(HiSTN):
+    """HiSTN on the C kernels of ``_native.c`` (before issue 14), for the side-by-side rows.
+
+    Their dropout draws come from a hash of two seeds, not the masks the Numba path draws,
+    so only the speed is compared.
+    """
+
+    def _spec(self):
+        from physioemo.models.layers import _native
+
+        return (_native.dropout_spec(self.dropout)
+                if self.training and self.dropout > 0.0 else None)
+
+    def _node_means(self, x, native):
+        from physioemo.models.layers import _native
+
+        if not native:
+            return super()._node_means(x, native)
+        tc, sep = self.temporal, self.separable
+        h = _native.head(x, self.bn1, self.electrode.weight, self.bn2,
+                         kernels=tc.fused_kernels(), pad_before=tc.pad_before,
+                         dropout=self._spec())
+        a_mean, h_mean = _native.block(h, self.node_filter_matrix(), sep.depthwise,
+                                       sep.pad_before, sep.pointwise_matrix(), self.bn3,
+                                       self._block_pattern)
+        return h_mean, a_mean
+
+    def forward(self, x):
+        from physioemo.models.layers import _native
+
+        h_mean, a_mean = self._node_means(x, True)
+        return _native.tail(h_mean, a_mean, self._region_of, self.fusion_h, self.fusion_a,
+                            self.region_cheb.filter_matrix(), self.collapse_z,
+                            self.collapse_lat, self.classifier, self._spec())
+
+
+def c_kernels_available():
+    try:
+        from physioemo.models.layers import _native
+    except ImportError:
+        return False
+    return _native.available()
+
+
+_COMPILE_SNIPPET = """
+import time, torch
+t0 = time.perf_counter()
+from physioemo.models import HiSTN
+from physioemo.training.losses import gaussian_targets, soft_cross_entropy
+torch.set_num_threads(1)
+m = HiSTN().train()
+x = torch.randn(8, 14, 128)
+soft_cross_entropy(m(x), gaussian_targets(torch.randint(0, 5, (8,)))).backward()
+print(time.perf_counter() - t0)
+"""
+
+
+def first_call_seconds(cache_dir):
+    """Seconds to import, build and run one training step in a fresh process.
+
+    With an empty ``NUMBA_CACHE_DIR`` this includes compiling every Numba kernel (paid
+    once per installation); run again, the kernels load from that cache.
+    """
+    import subprocess
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    out = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def sd_steps_per_fold():
@@ -220,6 +293,10 @@ def main(argv=None):
     torch_ops = HiSTN(graph="G0", dropout=0.5).to(device)  # ours without the native kernel
     torch_ops.load_state_dict(ours.state_dict())
     torch_ops.native = False
+    c_model = None
+    if device.type == "cpu" and c_kernels_available():
+        c_model = CKernelHiSTN(graph="G0", dropout=0.5)
+        c_model.load_state_dict(ours.state_dict())
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 14, 128, generator=gen).to(device)
     y = torch.randint(0, 5, (args.batch,), generator=gen)
@@ -243,8 +320,11 @@ def main(argv=None):
     ours.train(), literal.train()
     fns = {"physioemo HiSTN": make_step(ours, x, q, args.adam),
            "literal conv2d head (same model)": make_step(literal, x, q, args.adam)}
+    if c_model is not None:
+        fns["physioemo HiSTN, C kernels (before issue 14, same process)"] = make_step(
+            c_model.train(), x, q, args.adam)
     if device.type == "cpu":
-        fns["physioemo HiSTN, PyTorch operators only (native kernel off)"] = make_step(
+        fns["physioemo HiSTN, PyTorch operators only (fused kernels off)"] = make_step(
             torch_ops, x, q, args.adam)
     if device.type == "cuda":  # what Trainer does on CUDA: the whole step as a CUDA graph
         from physioemo.training.trainer import _Step
@@ -282,8 +362,11 @@ def main(argv=None):
 
     x1 = x[:1].contiguous()
     torch.set_num_threads(args.latency_threads)
-    lat = {ours_name: latency(ours.eval(), x1, args.latency_calls, device),
-           lit_name: latency(literal.eval(), x1, args.latency_calls, device)}
+    lat = {ours_name: latency(ours.eval(), x1, args.latency_calls, device)}
+    if c_model is not None:
+        lat["physioemo HiSTN, C kernels (before issue 14)"] = latency(
+            c_model.eval(), x1, args.latency_calls, device)
+    lat[lit_name] = latency(literal.eval(), x1, args.latency_calls, device)
     if args.compile:
         try:
             t0 = time.perf_counter()
@@ -297,6 +380,12 @@ def main(argv=None):
             lat["physioemo HiSTN, torch.compile (failed)"] = (float("nan"), float("nan"))
             print(f"torch.compile failed: {type(err).__name__}: {err}", file=sys.stderr)
 
+    compile_s = None
+    if device.type == "cpu":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            compile_s = (first_call_seconds(tmp), first_call_seconds(tmp))
     proto = proto_jobs = None
     n_cores = os.cpu_count() or 1
     if args.protocol_epochs > 0:
@@ -342,6 +431,17 @@ def main(argv=None):
                      f"{mp_wps / wps[lit_name]:.2f}x | {mp_wps / REFERENCE_KERAS_WPS:.2f}x | |")
     lines.append("| TF/Keras reference (quoted from peers.md, not run here) | "
                  f"{1e3 * 256 / REFERENCE_KERAS_WPS:.1f} | 4,200 | | 1.00x | |")
+    c_name = "physioemo HiSTN, C kernels (before issue 14, same process)"
+    ops_name = "physioemo HiSTN, PyTorch operators only (fused kernels off)"
+    if c_name in sps:
+        lines += ["", f"Numba kernels vs C kernels (same process, alternating rounds): "
+                  f"**{wps[ours_name] / wps[c_name]:.2f}x** the C step's throughput; vs "
+                  f"PyTorch operators: **{wps[ours_name] / wps[ops_name]:.2f}x**."]
+    if compile_s is not None:
+        lines += ["", f"First call in a fresh process (import, model, one training step), "
+                  f"1 thread: **{compile_s[0]:.1f} s** with an empty `NUMBA_CACHE_DIR` "
+                  f"(Numba compiles the kernels; once per installation), "
+                  f"**{compile_s[1]:.1f} s** with the kernels loaded from that cache."]
     lines += [
         "", "Per-round windows/s: " + "; ".join(
             f"{k}: " + ", ".join(f"{args.batch / s:,.0f}" for s in v)
