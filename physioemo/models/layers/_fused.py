@@ -34,6 +34,7 @@ from ...exceptions import ParameterError
 ENV_VAR = "PHYSIOEMO_NATIVE"
 
 _kernels = None
+_SERIAL_BELOW = 16  # samples: smaller batches run serially
 _CHUNKED = {"block_forward", "block_backward", "tail_forward", "tail_backward"}
 _lock = threading.Lock()  # Numba's workqueue pool runs one parallel kernel at a time
 
@@ -97,20 +98,33 @@ def _np(t):
     return t.detach().numpy()
 
 
-def _run(name, *args):
-    """Run kernel ``name`` on torch's intra-op thread count (at most Numba's pool size)."""
+@torch.compiler.disable  # opaque to torch.compile: a graph break, as any kernel call
+def _run(name, batch, *args):
+    """Run kernel ``name`` on torch's intra-op thread count (at most Numba's pool size).
+
+    One thread, or a batch under :data:`_SERIAL_BELOW` samples, runs the serial variant
+    (no thread-pool launch); the values are the same either way.
+    """
     import numba
 
-    kernel = getattr(_k(), name)
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if name in _CHUNKED:  # work split in n chunks of samples, one scratch set each
-        args = (*args, n)
+    if batch < _SERIAL_BELOW:
+        n = 1
+    if name in _CHUNKED:  # samples in 4 chunks per thread, one scratch set each
+        args = (*args, 4 * n if n > 1 else 1)
+    if n == 1:
+        getattr(_k(), name + "_serial")(*args)
+        return
+    kernel = getattr(_k(), name)
     with _lock:
         numba.set_num_threads(n)
+        # threads take iterations (channels, chunks) as they come free: on a busy machine a
+        # static split would wait for the slowest thread
+        numba.set_parallel_chunksize(1)
         kernel(*args)
 
 
-def dropout_mask(shape, p, generator=None):
+def dropout_mask(shape, p, generator=None, dtype=torch.float32, device=None):
     """Draw inverted-dropout multipliers from torch's generator.
 
     Parameters
@@ -121,14 +135,19 @@ def dropout_mask(shape, p, generator=None):
         Drop probability in [0, 1).
     generator : torch.Generator | None
         Source of the uniform draw (default: torch's global generator).
+    dtype : torch.dtype
+        Dtype of the draw and of the mask (the fused kernels take float32).
+    device : torch.device | None
+        Device of the draw (CUDA draws come from CUDA's generator).
 
     Returns
     -------
-    mask : torch.Tensor of float32, shape ``shape``
-        ``0`` where ``u < p`` and ``1 / (1 - p)`` elsewhere, ``u = torch.rand(shape)``.
+    mask : torch.Tensor, shape ``shape``
+        ``0`` where ``u < p`` and ``1 / (1 - p)`` elsewhere, ``u = torch.rand(shape)``
+        (the draw ``torch.rand_like`` makes for a tensor of that shape).
     """
-    u = torch.rand(shape, generator=generator)
-    return (u >= p).to(torch.float32) * (1.0 / (1.0 - p))
+    u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
+    return (u >= p).to(dtype) * (1.0 / (1.0 - p))
 
 
 def _empty2(C):
@@ -148,9 +167,9 @@ class _Head(torch.autograd.Function):
         h = x.new_empty(B, C, T2 // 2)
         wt_ = wt if wt is not None else _empty2(C)
         mask_ = mask if mask is not None else torch.empty(0, 0, 0)
-        _run("head_forward", _np(x), _np(wt_), pt, _np(y1), _np(g1), _np(b1), _np(w), _np(g2),
-                       _np(b2), _np(mask_), mask is not None, eps, training, _np(mean1),
-                       _np(var1), _np(mean2), _np(var2), _np(y2), _np(h))
+        _run("head_forward", B, _np(x), _np(wt_), pt, _np(y1), _np(g1), _np(b1), _np(w), _np(g2),
+             _np(b2), _np(mask_), mask is not None, eps, training, _np(mean1), _np(var1),
+             _np(mean2), _np(var2), _np(y2), _np(h))
         ctx.save_for_backward(x, wt, y1, y2, g1, b1, w, g2, b2, mask, mean1, var1, mean2,
                               var2)
         ctx.pt, ctx.eps, ctx.training = pt, eps, training
@@ -168,11 +187,10 @@ class _Head(torch.autograd.Function):
         dwt = torch.empty_like(wt) if wt is not None else _empty2(C)
         wt_ = wt if wt is not None else _empty2(C)
         mask_ = mask if mask is not None else torch.empty(0, 0, 0)
-        _run("head_backward", _np(dh), _np(x), _np(wt_), ctx.pt, _np(y1), _np(y2), _np(g1),
-                           _np(b1), _np(w), _np(g2), _np(b2), _np(mask_), mask is not None,
-                           ctx.eps, ctx.training, _np(mean1), _np(var1), _np(mean2),
-                           _np(var2), _np(dy1), _np(dg1), _np(db1), _np(dw), _np(dg2),
-                           _np(db2), _np(dwt))
+        _run("head_backward", x.shape[0], _np(dh), _np(x), _np(wt_), ctx.pt, _np(y1), _np(y2),
+             _np(g1), _np(b1), _np(w), _np(g2), _np(b2), _np(mask_), mask is not None, ctx.eps,
+             ctx.training, _np(mean1), _np(var1), _np(mean2), _np(var2), _np(dy1), _np(dg1),
+             _np(db1), _np(dw), _np(dg2), _np(db2), _np(dwt))
         # with a first filter the input is data: its gradient is not computed
         dx = dy1 if wt is None else None
         return (dx, dwt if wt is not None else None, dg1, db1, dw, dg2, db2, None, None,
@@ -262,17 +280,11 @@ def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0):
     training = bn1.training
     h, mean1, var1, mean2, var2 = _Head.apply(
         x, kernels, g1, b1, taps, g2, b2, mask, stats1, stats2, pt,
-        _f32(bn1.eps), training)
+        float(bn1.eps), training)
     if training:
         _update_running(bn1, mean1, var1, B * T)
         _update_running(bn2, mean2, var2, B * (T - K + 1))
     return h
-
-
-def _f32(v):
-    import numpy as np
-
-    return np.float32(v)
 
 
 def _check_grad(name, t, shape):
@@ -288,9 +300,8 @@ class _Block(torch.autograd.Function):
         mean3, var3 = (s.detach().clone().contiguous() for s in stats3)
         y = torch.empty_like(h)
         a_mean, h_mean = h.new_empty(B, C), h.new_empty(B, C)
-        _run("block_forward", _np(h), _np(M), _np(wd), p0, _np(W), _np(g3), _np(b3), eps,
-                           training, _np(mean3), _np(var3), _np(y), _np(a_mean),
-                           _np(h_mean))
+        _run("block_forward", B, _np(h), _np(M), _np(wd), p0, _np(W), _np(g3), _np(b3), eps,
+             training, _np(mean3), _np(var3), _np(y), _np(a_mean), _np(h_mean))
         ctx.save_for_backward(h, y, M, wd, W, g3, b3, mean3, var3)
         ctx.p0, ctx.eps, ctx.training, ctx.pattern = p0, eps, training, pattern
         ctx.mark_non_differentiable(mean3, var3)
@@ -305,10 +316,9 @@ class _Block(torch.autograd.Function):
         dh = torch.empty_like(h)
         dM, dwd, dW = torch.empty_like(M), torch.empty_like(wd), torch.empty_like(W)
         dg3, db3 = torch.empty_like(g3), torch.empty_like(b3)
-        _run("block_backward", _np(da), _np(dhm), _np(h), _np(y), _np(M), _np(wd), ctx.p0,
-                            _np(W), _np(g3), _np(b3), ctx.eps, ctx.training, _np(mean3),
-                            _np(var3), _np(ctx.pattern), _np(dh), _np(dM), _np(dwd),
-                            _np(dW), _np(dg3), _np(db3))
+        _run("block_backward", B, _np(da), _np(dhm), _np(h), _np(y), _np(M), _np(wd), ctx.p0,
+             _np(W), _np(g3), _np(b3), ctx.eps, ctx.training, _np(mean3), _np(var3),
+             _np(ctx.pattern), _np(dh), _np(dM), _np(dwd), _np(dW), _np(dg3), _np(db3))
         return dh, dM, dwd, dW, dg3, db3, None, None, None, None, None
 
 
@@ -358,7 +368,7 @@ def block(h, M, taps, pad_before, W, bn3, pattern=None):
     g3, b3, stats3 = _bn_args("bn3", bn3, C)
     training = bn3.training
     a_mean, h_mean, mean3, var3 = _Block.apply(h, M, taps, W, g3, b3, stats3, p0,
-                                               _f32(bn3.eps), training, pattern)
+                                               float(bn3.eps), training, pattern)
     if training:
         _update_running(bn3, mean3, var3, B * T)
     return a_mean, h_mean
@@ -374,8 +384,8 @@ class _Tail(torch.autograd.Function):
         saved = hm.new_empty(B, 2 * C + 4 * R + 2 * n_feat)
         logits = hm.new_empty(B, n_out)
         mask_ = mask if mask is not None else torch.empty(0, 0)
-        _run("tail_forward", _np(hm), _np(am), _np(reg), *map(_np, params), _np(mask_),
-                          mask is not None, _np(saved), _np(logits))
+        _run("tail_forward", B, _np(hm), _np(am), _np(reg), *map(_np, params), _np(mask_),
+             mask is not None, _np(saved), _np(logits))
         ctx.save_for_backward(hm, am, saved, reg, *params)
         return logits
 
@@ -385,9 +395,9 @@ class _Tail(torch.autograd.Function):
         shapes = [t.shape for t in (Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc)]
         grads = hm.new_empty(sum(s.numel() for s in shapes))
         dhm, dam = torch.empty_like(hm), torch.empty_like(am)
-        _run("tail_backward", _np(dlogits.contiguous()), _np(hm), _np(am), _np(reg), _np(Wh),
-                           _np(Wa), _np(P), _np(Wz), _np(Wl), _np(Wc), _np(saved),
-                           _np(dhm), _np(dam), _np(grads))
+        _run("tail_backward", hm.shape[0], _np(dlogits.contiguous()), _np(hm), _np(am), _np(reg),
+             _np(Wh), _np(Wa), _np(P), _np(Wz), _np(Wl), _np(Wc), _np(saved), _np(dhm), _np(dam),
+             _np(grads))
         parts = [g.view(s) for g, s in zip(grads.split([s.numel() for s in shapes]), shapes,
                                            strict=True)]
         return (dhm, dam, *parts, None, None)

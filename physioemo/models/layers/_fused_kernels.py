@@ -199,8 +199,7 @@ def _stats(y, c):
     return mean, max(var, 0.0)
 
 
-@nb.njit(parallel=True, **_OPTS)
-def head_forward(x, wt, pt, y1, g1, b1, w, g2, b2, mask, has_mask, eps, training,
+def _head_forward(x, wt, pt, y1, g1, b1, w, g2, b2, mask, has_mask, eps, training,
                  mean1, var1, mean2, var2, y2, h):
     """Forward of the head; see the module docstring.
 
@@ -208,6 +207,7 @@ def head_forward(x, wt, pt, y1, g1, b1, w, g2, b2, mask, has_mask, eps, training
     (B, C, T2) and h (B, C, T3) are outputs; mean/var are outputs in training and the
     running statistics otherwise. ``mask`` (B, C, T3) multiplies h when ``has_mask``.
     """
+    eps = np.float32(eps)
     B, C, T = x.shape
     K, Kt = w.shape[1], wt.shape[1]
     T2 = T - K + 1
@@ -253,14 +253,14 @@ def head_forward(x, wt, pt, y1, g1, b1, w, g2, b2, mask, has_mask, eps, training
                     out[j] *= mk[j]
 
 
-@nb.njit(parallel=True, **_OPTS)
-def head_backward(dh, x, wt, pt, y1, y2, g1, b1, w, g2, b2, mask, has_mask, eps,
+def _head_backward(dh, x, wt, pt, y1, y2, g1, b1, w, g2, b2, mask, has_mask, eps,
                   training, mean1, var1, mean2, var2, dy1, dg1, db1, dw, dg2, db2, dwt):
     """Backward of the head.
 
     dy1 (B, C, T), dg1, db1, dg2, db2 (C,), dw (C, K) and, with a first filter (Kt > 0),
     dwt (C, Kt) are outputs.
     """
+    eps = np.float32(eps)
     B, C, T = y1.shape
     K, Kt = w.shape[1], wt.shape[1]
     T2 = T - K + 1
@@ -415,10 +415,10 @@ def _sum_rows(parts, out):
             out[i] += row[i]
 
 
-@nb.njit(parallel=True, **_OPTS)
-def block_forward(h, M, wd, p0, W, g3, b3, eps, training, mean3, var3, y, a_mean, h_mean,
+def _block_forward(h, M, wd, p0, W, g3, b3, eps, training, mean3, var3, y, a_mean, h_mean,
                   n_chunks):
     """Forward of the node level; y (B, C, T), a_mean and h_mean (B, C) are outputs."""
+    eps = np.float32(eps)
     B, C, T = h.shape
     fT = np.float32(T)
     parts = np.empty((B, 2 * C))
@@ -465,14 +465,14 @@ def block_forward(h, M, wd, p0, W, g3, b3, eps, training, mean3, var3, y, a_mean
             a_mean[b, c] = s / fT
 
 
-@nb.njit(parallel=True, **_OPTS)
-def block_backward(da, dhm, h, y, M, wd, p0, W, g3, b3, eps, training, mean3, var3,
+def _block_backward(da, dhm, h, y, M, wd, p0, W, g3, b3, eps, training, mean3, var3,
                    pattern, dh, dM, dwd, dW, dg3, db3, n_chunks):
     """Backward of the node level.
 
     dh (B, C, T), dM, dW (C, C), dwd (C, K), dg3, db3 (C,) are outputs; dM and dW are
     computed where ``pattern`` (C, C) is non-zero, 0 elsewhere.
     """
+    eps = np.float32(eps)
     B, C, T = h.shape
     K = wd.shape[1]
     CC = C * C
@@ -651,8 +651,7 @@ def _collapse(y, W, bias, beta):
     return g
 
 
-@nb.njit(parallel=True, **_OPTS)
-def tail_forward(hm, am, reg, Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc, mask, has_mask,
+def _tail_forward(hm, am, reg, Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc, mask, has_mask,
                  saved, logits, n_chunks):
     """Forward of the tail; saved (B, S) and logits (B, O) are outputs."""
     B, C = hm.shape
@@ -724,8 +723,7 @@ def _fuse_back(v, alpha, z, dz, W, reg, dv, dW, db, dl):
         dv[i] += s
 
 
-@nb.njit(parallel=True, **_OPTS)
-def tail_backward(dlogits, hm, am, reg, Wh, Wa, P, Wz, Wl, Wc, saved, dhm, dam, grads,
+def _tail_backward(dlogits, hm, am, reg, Wh, Wa, P, Wz, Wl, Wc, saved, dhm, dam, grads,
                   n_chunks):
     """Backward of the tail.
 
@@ -804,3 +802,61 @@ def tail_backward(dlogits, hm, am, reg, Wh, Wa, P, Wz, Wl, Wc, saved, dhm, dam, 
     _sum_rows(parts, acc)
     for i in range(size):
         grads[i] = np.float32(acc[i])
+
+
+# Each kernel twice: parallel (prange over channels or chunks of samples on Numba's thread
+# pool) and serial. Launching a parallel region costs tens of microseconds even on one
+# thread, so one thread (evaluate --threads 1) and small batches (batch-1 inference) run
+# the serial variant. Both compute the same values in the same order: results do not
+# depend on which runs. The serial variant is compiled without a cache entry of its own
+# (it would share the parallel one's name and line in Numba's cache index) inside a cached
+# wrapper of its own name.
+
+
+def _variants(impl):
+    parallel = nb.njit(parallel=True, **_OPTS)(impl)
+    return parallel, nb.njit(nogil=True, fastmath=_FAST)(impl)
+
+
+head_forward, _head_forward_1 = _variants(_head_forward)
+head_backward, _head_backward_1 = _variants(_head_backward)
+block_forward, _block_forward_1 = _variants(_block_forward)
+block_backward, _block_backward_1 = _variants(_block_backward)
+tail_forward, _tail_forward_1 = _variants(_tail_forward)
+tail_backward, _tail_backward_1 = _variants(_tail_backward)
+
+
+@nb.njit(**_OPTS)
+def head_forward_serial(*args):
+    """Run :func:`head_forward` serially."""
+    return _head_forward_1(*args)
+
+
+@nb.njit(**_OPTS)
+def head_backward_serial(*args):
+    """Run :func:`head_backward` serially."""
+    return _head_backward_1(*args)
+
+
+@nb.njit(**_OPTS)
+def block_forward_serial(*args):
+    """Run :func:`block_forward` serially."""
+    return _block_forward_1(*args)
+
+
+@nb.njit(**_OPTS)
+def block_backward_serial(*args):
+    """Run :func:`block_backward` serially."""
+    return _block_backward_1(*args)
+
+
+@nb.njit(**_OPTS)
+def tail_forward_serial(*args):
+    """Run :func:`tail_forward` serially."""
+    return _tail_forward_1(*args)
+
+
+@nb.njit(**_OPTS)
+def tail_backward_serial(*args):
+    """Run :func:`tail_backward` serially."""
+    return _tail_backward_1(*args)
