@@ -74,17 +74,21 @@ def supports(x, kernel_size, first_kernel_size=1):
 
 
 def _check(name, t, shape, dtype=torch.float32):
-    """Check that ``t`` is a CPU tensor of ``dtype`` and ``shape``; return it contiguous."""
-    if not isinstance(t, torch.Tensor):
-        raise ParameterError(f"{name} must be a torch.Tensor of shape {tuple(shape)}, got "
-                             f"{type(t).__name__}; pass a tensor.")
-    if t.device.type != "cpu" or t.dtype != dtype or tuple(t.shape) != tuple(shape):
+    """Check that ``t`` is a CPU tensor of ``dtype`` and ``shape``; return it contiguous.
+
+    The kernels index without bounds checks: every array they get passes through here.
+    """
+    if not (isinstance(t, torch.Tensor) and t.dtype == dtype and t.is_cpu
+            and t.shape == shape):
+        if not isinstance(t, torch.Tensor):
+            raise ParameterError(f"{name} must be a torch.Tensor of shape {tuple(shape)}, "
+                                 f"got {type(t).__name__}; pass a tensor.")
         raise ParameterError(
             f"{name} must be a {dtype} CPU tensor of shape {tuple(shape)} for the fused "
             f"HiSTN kernels, got a {t.dtype} {t.device.type} tensor of shape "
             f"{tuple(t.shape)}; pass it in that shape (`.float().cpu()`), or use the PyTorch "
             f"layers (native=False).")
-    return t.detach().contiguous()
+    return t if t.is_contiguous() else t.contiguous()
 
 
 def _check_int(name, value, low, high, why):
@@ -148,6 +152,23 @@ def dropout_mask(shape, p, generator=None, dtype=torch.float32, device=None):
     """
     u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
     return (u >= p).to(dtype) * (1.0 / (1.0 - p))
+
+
+class _NoGraph:
+    """Stands in for an autograd context when no gradient is recorded (inference)."""
+
+    def save_for_backward(self, *tensors):
+        pass
+
+    def mark_non_differentiable(self, *tensors):
+        pass
+
+
+def _apply(fn, *args):
+    """``fn.apply(*args)``, or without autograd's bookkeeping when grad mode is off."""
+    if torch.is_grad_enabled():
+        return fn.apply(*args)
+    return fn.forward(_NoGraph(), *args)
 
 
 def _empty2(C):
@@ -251,7 +272,7 @@ def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0):
             f"x must be a non-empty tensor of shape (batch, n_channels, n_times), got "
             f"{getattr(x, 'shape', type(x).__name__)}; pass windows in that layout.")
     B, C, T = x.shape
-    x = _check_grad("x", x, (B, C, T))
+    x = _check("x", x, (B, C, T))
     if kernels is not None and x.requires_grad:
         raise ParameterError("x requires a gradient, which the fused head does not compute "
                              "with a first filter (kernels); detach x or use the PyTorch "
@@ -262,7 +283,7 @@ def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0):
             f"taps must have shape (n_channels, kernel_size) with 1 <= kernel_size <= "
             f"n_times - 1 = {T - 1}, got {getattr(taps, 'shape', type(taps).__name__)}; "
             f"use longer windows or shorter taps.")
-    taps = _check_grad("taps", taps, (C, K))
+    taps = _check("taps", taps, (C, K))
     T3 = (T - K + 1) // 2
     if mask is not None:
         mask = _check("mask", mask, (B, C, T3))
@@ -273,24 +294,17 @@ def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0):
             raise ParameterError(f"kernels must have shape (n_channels, n_taps) with n_taps "
                                  f">= 1, got {getattr(kernels, 'shape', kernels)}; pass the "
                                  f"first filter's kernels.")
-        kernels = _check_grad("kernels", kernels, (C, Kt))
+        kernels = _check("kernels", kernels, (C, Kt))
         pt = _check_int("pad_before", pad_before, 0, Kt - 1, f"n_taps={Kt}")
     g1, b1, stats1 = _bn_args("bn1", bn1, C)
     g2, b2, stats2 = _bn_args("bn2", bn2, C)
     training = bn1.training
-    h, mean1, var1, mean2, var2 = _Head.apply(
-        x, kernels, g1, b1, taps, g2, b2, mask, stats1, stats2, pt,
-        float(bn1.eps), training)
+    h, mean1, var1, mean2, var2 = _apply(_Head, x, kernels, g1, b1, taps, g2, b2, mask,
+                                         stats1, stats2, pt, float(bn1.eps), training)
     if training:
         _update_running(bn1, mean1, var1, B * T)
         _update_running(bn2, mean2, var2, B * (T - K + 1))
     return h
-
-
-def _check_grad(name, t, shape):
-    """As :func:`_check`, but keeps the autograd graph (contiguous, not detached)."""
-    _check(name, t, shape)
-    return t.contiguous()
 
 
 class _Block(torch.autograd.Function):
@@ -351,15 +365,15 @@ def block(h, M, taps, pad_before, W, bn3, pattern=None):
             f"h must be a non-empty tensor of shape (batch, n_channels, n_times), got "
             f"{getattr(h, 'shape', type(h).__name__)}; pass the head's output.")
     B, C, T = h.shape
-    h = _check_grad("h", h, (B, C, T))
-    M = _check_grad("M", M, (C, C))
-    W = _check_grad("W", W, (C, C))
+    h = _check("h", h, (B, C, T))
+    M = _check("M", M, (C, C))
+    W = _check("W", W, (C, C))
     K = taps.shape[-1] if isinstance(taps, torch.Tensor) and taps.ndim == 2 else 0
     if K < 1:
         raise ParameterError(f"taps must have shape (n_channels, kernel_size) with "
                              f"kernel_size >= 1, got {getattr(taps, 'shape', taps)}; pass "
                              f"the depthwise kernels.")
-    taps = _check_grad("taps", taps, (C, K))
+    taps = _check("taps", taps, (C, K))
     p0 = _check_int("pad_before", pad_before, 0, K - 1, f"kernel_size={K}")
     if pattern is None:
         pattern = torch.ones(C, C, dtype=torch.uint8)
@@ -367,8 +381,8 @@ def block(h, M, taps, pad_before, W, bn3, pattern=None):
         pattern = _check("pattern", pattern, (C, C), dtype=torch.bool).to(torch.uint8)
     g3, b3, stats3 = _bn_args("bn3", bn3, C)
     training = bn3.training
-    a_mean, h_mean, mean3, var3 = _Block.apply(h, M, taps, W, g3, b3, stats3, p0,
-                                               float(bn3.eps), training, pattern)
+    a_mean, h_mean, mean3, var3 = _apply(_Block, h, M, taps, W, g3, b3, stats3, p0,
+                                         float(bn3.eps), training, pattern)
     if training:
         _update_running(bn3, mean3, var3, B * T)
     return a_mean, h_mean
@@ -442,23 +456,24 @@ def tail(h_mean, a_mean, region_of, fusion_h, fusion_a, region_filter, collapse_
     n_out = classifier.out_features
     n_feat = C + R + 1
     reg = _check("region_of", region_of, (C,), dtype=torch.int32)
-    if int(reg.min()) < 0 or int(reg.max()) >= R:
+    lo, hi = int(reg.numpy().min()), int(reg.numpy().max())
+    if lo < 0 or hi >= R:
         raise ParameterError(f"region_of must hold region numbers in [0, {R - 1}] "
-                             f"(n_regions={R}), got values in [{int(reg.min())}, "
-                             f"{int(reg.max())}]; number the regions from 0.")
-    params = (_check_grad("fusion_h weight matrix", fusion_h.weight_matrix(), (C, C)),
-              _check_grad("fusion_h.bias", fusion_h.bias, (C,)),
-              _check_grad("fusion_a weight matrix", fusion_a.weight_matrix(), (C, C)),
-              _check_grad("fusion_a.bias", fusion_a.bias, (C,)),
-              _check_grad("region_filter", region_filter, (R, R)),
-              _check_grad("collapse_z.linear.weight", collapse_z.linear.weight, (R, R)),
-              _check_grad("collapse_z.linear.bias", collapse_z.linear.bias, (R,)),
-              _check_grad("collapse_lat.linear.weight", collapse_lat.linear.weight, (R, R)),
-              _check_grad("collapse_lat.linear.bias", collapse_lat.linear.bias, (R,)),
-              _check_grad("classifier.weight", classifier.weight, (n_out, n_feat)),
-              _check_grad("classifier.bias", classifier.bias, (n_out,)))
-    h_mean = _check_grad("h_mean", h_mean, (B, C))
-    a_mean = _check_grad("a_mean", a_mean, (B, C))
+                             f"(n_regions={R}), got values in [{lo}, {hi}]; number the "
+                             f"regions from 0.")
+    params = (_check("fusion_h weight matrix", fusion_h.weight_matrix(), (C, C)),
+              _check("fusion_h.bias", fusion_h.bias, (C,)),
+              _check("fusion_a weight matrix", fusion_a.weight_matrix(), (C, C)),
+              _check("fusion_a.bias", fusion_a.bias, (C,)),
+              _check("region_filter", region_filter, (R, R)),
+              _check("collapse_z.linear.weight", collapse_z.linear.weight, (R, R)),
+              _check("collapse_z.linear.bias", collapse_z.linear.bias, (R,)),
+              _check("collapse_lat.linear.weight", collapse_lat.linear.weight, (R, R)),
+              _check("collapse_lat.linear.bias", collapse_lat.linear.bias, (R,)),
+              _check("classifier.weight", classifier.weight, (n_out, n_feat)),
+              _check("classifier.bias", classifier.bias, (n_out,)))
+    h_mean = _check("h_mean", h_mean, (B, C))
+    a_mean = _check("a_mean", a_mean, (B, C))
     if mask is not None:
         mask = _check("mask", mask, (B, n_feat))
-    return _Tail.apply(h_mean, a_mean, *params, reg, mask)
+    return _apply(_Tail, h_mean, a_mean, *params, reg, mask)
