@@ -3,15 +3,17 @@
 All models are the same physioemo HiSTN (graph G0, same initial weights). physioemo's runs
 on the CPU through its fused Numba kernels (:mod:`physioemo.models.layers._fused`: the
 fused 64-tap filter, BatchNorm, ELU, taps, pooling, dropout, the node level and the region
-and global levels in three forward/backward pairs); the "C kernels" row is the same model
-on the C kernels they replace (``_native.c``, compiled at run time with ``cc``; issue 14),
-timed side by side in the same process; the "PyTorch operators only" row is the same
-model with the kernels off (the fused banded matmul and PyTorch layers); the peer runs the
-temporal head literally (conv2d with the 8 shared 64-tap kernels, then per-electrode
-mixing, as the Keras reference does) with PyTorch layers. A training step is forward +
-Gaussian-smoothed soft cross-entropy + backward + Adam + ``apply_constraints()``, batch
-256. The contenders are timed in alternating rounds in one process (the median round is
-reported) and physioemo's and the literal model's logits and gradients are compared.
+and global levels in three forward/backward pairs). The C kernels they replaced (issue 14)
+were timed side by side with them in the same process before their deletion (with the code
+of commit 094fc7d, the last with them; that table stays in the history of
+benchmarks/results/train.md). The "PyTorch operators
+only" row is the same model with the kernels off (the fused banded matmul and PyTorch
+layers); the peer runs the temporal head literally (conv2d with the 8 shared 64-tap
+kernels, then per-electrode mixing, as the Keras reference does) with PyTorch layers. A
+training step is forward + Gaussian-smoothed soft cross-entropy + backward + Adam +
+``apply_constraints()``, batch 256. The contenders are timed in alternating rounds in one
+process (the median round is reported) and physioemo's and the literal model's logits and
+gradients are compared.
 
 The TensorFlow/Keras reference cannot run here (no TensorFlow); its ~4,200 windows/s at batch
 256 with 2 threads (24.3 s per 423-step epoch) is the figure quoted in shared/peers.md,
@@ -48,50 +50,6 @@ REFERENCE_KERAS_WPS = 4200.0  # shared/peers.md: TF/Keras, batch 256, 2 threads
 REFERENCE_LATENCY_MS = {"Keras eager": 24.0, "Keras predict_on_batch": 6.2,
                         "Keras tf.function": 1.7}
 CLIP, BLOCK, WIN, N_CLIPS, EPOCHS, FOLDS = 7680, 768, 128, 18, 50, 10
-
-
-class CKernelHiSTN(HiSTN):
-    """HiSTN on the C kernels of ``_native.c`` (before issue 14), for the side-by-side rows.
-
-    Their dropout draws come from a hash of two seeds, not the masks the Numba path draws,
-    so only the speed is compared.
-    """
-
-    def _spec(self):
-        from physioemo.models.layers import _native
-
-        return (_native.dropout_spec(self.dropout)
-                if self.training and self.dropout > 0.0 else None)
-
-    def _node_means(self, x, native):
-        from physioemo.models.layers import _native
-
-        if not native:
-            return super()._node_means(x, native)
-        tc, sep = self.temporal, self.separable
-        h = _native.head(x, self.bn1, self.electrode.weight, self.bn2,
-                         kernels=tc.fused_kernels(), pad_before=tc.pad_before,
-                         dropout=self._spec())
-        a_mean, h_mean = _native.block(h, self.node_filter_matrix(), sep.depthwise,
-                                       sep.pad_before, sep.pointwise_matrix(), self.bn3,
-                                       self._block_pattern)
-        return h_mean, a_mean
-
-    def forward(self, x):
-        from physioemo.models.layers import _native
-
-        h_mean, a_mean = self._node_means(x, True)
-        return _native.tail(h_mean, a_mean, self._region_of, self.fusion_h, self.fusion_a,
-                            self.region_cheb.filter_matrix(), self.collapse_z,
-                            self.collapse_lat, self.classifier, self._spec())
-
-
-def c_kernels_available():
-    try:
-        from physioemo.models.layers import _native
-    except ImportError:
-        return False
-    return _native.available()
 
 
 _COMPILE_SNIPPET = """
@@ -293,10 +251,6 @@ def main(argv=None):
     torch_ops = HiSTN(graph="G0", dropout=0.5).to(device)  # ours without the native kernel
     torch_ops.load_state_dict(ours.state_dict())
     torch_ops.native = False
-    c_model = None
-    if device.type == "cpu" and c_kernels_available():
-        c_model = CKernelHiSTN(graph="G0", dropout=0.5)
-        c_model.load_state_dict(ours.state_dict())
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 14, 128, generator=gen).to(device)
     y = torch.randint(0, 5, (args.batch,), generator=gen)
@@ -320,9 +274,6 @@ def main(argv=None):
     ours.train(), literal.train()
     fns = {"physioemo HiSTN": make_step(ours, x, q, args.adam),
            "literal conv2d head (same model)": make_step(literal, x, q, args.adam)}
-    if c_model is not None:
-        fns["physioemo HiSTN, C kernels (before issue 14, same process)"] = make_step(
-            c_model.train(), x, q, args.adam)
     if device.type == "cpu":
         fns["physioemo HiSTN, PyTorch operators only (fused kernels off)"] = make_step(
             torch_ops, x, q, args.adam)
@@ -363,9 +314,6 @@ def main(argv=None):
     x1 = x[:1].contiguous()
     torch.set_num_threads(args.latency_threads)
     lat = {ours_name: latency(ours.eval(), x1, args.latency_calls, device)}
-    if c_model is not None:
-        lat["physioemo HiSTN, C kernels (before issue 14)"] = latency(
-            c_model.eval(), x1, args.latency_calls, device)
     lat[lit_name] = latency(literal.eval(), x1, args.latency_calls, device)
     if args.compile:
         try:
@@ -431,12 +379,10 @@ def main(argv=None):
                      f"{mp_wps / wps[lit_name]:.2f}x | {mp_wps / REFERENCE_KERAS_WPS:.2f}x | |")
     lines.append("| TF/Keras reference (quoted from peers.md, not run here) | "
                  f"{1e3 * 256 / REFERENCE_KERAS_WPS:.1f} | 4,200 | | 1.00x | |")
-    c_name = "physioemo HiSTN, C kernels (before issue 14, same process)"
     ops_name = "physioemo HiSTN, PyTorch operators only (fused kernels off)"
-    if c_name in sps:
-        lines += ["", f"Numba kernels vs C kernels (same process, alternating rounds): "
-                  f"**{wps[ours_name] / wps[c_name]:.2f}x** the C step's throughput; vs "
-                  f"PyTorch operators: **{wps[ours_name] / wps[ops_name]:.2f}x**."]
+    if ops_name in sps:
+        lines += ["", f"Fused Numba kernels vs PyTorch operators (same process, alternating "
+                  f"rounds): **{wps[ours_name] / wps[ops_name]:.2f}x**."]
     if compile_s is not None:
         lines += ["", f"First call in a fresh process (import, model, one training step), "
                   f"1 thread: **{compile_s[0]:.1f} s** with an empty `NUMBA_CACHE_DIR` "

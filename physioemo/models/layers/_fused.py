@@ -10,12 +10,16 @@ the outputs. Dropout multipliers come from torch's generator (:func:`dropout_mas
 draw :class:`~physioemo.models.HiSTN` also makes with PyTorch operators), so a seed gives
 the same numbers on both paths up to float rounding.
 
-No C compiler is involved: Numba compiles the kernels on first use (about a minute with
-``parallel=True``) and caches the machine code with ``cache=True`` under its own rules: in
-``__pycache__`` next to ``_fused_kernels.py`` when that folder is writable, otherwise in
-the user's cache folder (``~/.cache/numba`` style), or in ``$NUMBA_CACHE_DIR`` when set;
-a cache entry is keyed by the source file's modification time and size, the Numba version
-and the CPU, so an edited file or another machine recompiles. ``PHYSIOEMO_NATIVE=0`` (or
+No C compiler is involved: Numba compiles the kernels on first use (about 30 s, a parallel
+and a serial variant of each) and caches the machine code with ``cache=True`` under its
+own rules: in ``__pycache__`` next to ``_fused_kernels.py`` when that folder is writable,
+otherwise in Numba's user cache folder (``~/.cache/numba`` on Linux), or in
+``$NUMBA_CACHE_DIR`` when set; an entry is keyed by the source file's modification time and
+size, the Numba version and the CPU, so an edited file, another Numba or another machine
+recompiles. With one torch thread (``evaluate --threads 1``) or a batch under 16 samples
+the serial variants run (no thread-pool launch); otherwise the parallel ones, on
+``torch.get_num_threads()`` threads of Numba's own pool (its ``workqueue`` layer unless
+``NUMBA_THREADING_LAYER`` says otherwise). ``PHYSIOEMO_NATIVE=0`` (or
 ``HiSTN.native = False``) selects the PyTorch operators instead (same results within
 float32 rounding, slower on CPU). ``NUMBA_DISABLE_JIT=1`` runs the kernels as plain Python
 (very slow; for debugging).

@@ -14,7 +14,9 @@ BatchNorm follows ``torch.nn.functional.batch_norm``: in training the batch mean
 biased batch variance normalise (sums in float64), in evaluation the given running
 statistics do. Dropout multipliers are inputs (drawn from torch's generator by the
 caller). Parameter gradients are summed per sample (or per channel) and then over samples
-in index order, so results do not depend on the number of threads and repeat bit for bit.
+in index order, so the parallel variants give the same bits on any number of threads and
+runs repeat bit for bit; the serial variants (one thread, small batches) are compiled
+separately and may differ from them in the last bits.
 
 ``fastmath`` allows reassociation (vectorised sums) and fused multiply-adds, nothing that
 changes NaN/inf handling. Arrays are allocated where needed: no fixed-size buffer.

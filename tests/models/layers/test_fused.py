@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -297,3 +298,16 @@ def test_kernels_as_plain_python_give_the_same_values():
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["jit_disabled"]
     assert res["rel"] < 1e-4
+
+
+def test_nothing_in_the_package_compiles_or_loads_a_library():
+    # Numba is the only kernel language: no C source, no shared library, no ctypes or
+    # compiler call anywhere in physioemo
+    import physioemo
+
+    root = Path(physioemo.__file__).parent
+    assert not [p for p in root.rglob("*") if p.suffix in {".c", ".so", ".dll", ".dylib"}]
+    for py in root.rglob("*.py"):
+        text = py.read_text()
+        for word in ("ctypes", "CDLL", '"cc"', "gcc"):
+            assert word not in text, (py, word)
