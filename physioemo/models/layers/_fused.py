@@ -10,25 +10,21 @@ the outputs. Dropout multipliers come from torch's generator (:func:`dropout_mas
 draw :class:`~physioemo.models.HiSTN` also makes with PyTorch operators), so a seed gives
 the same numbers on both paths up to float rounding.
 
-No C compiler is involved: Numba compiles the kernels on first use (about 30 s, a parallel
-and a serial variant of each) and caches the machine code with ``cache=True`` under its
-own rules: in ``__pycache__`` next to ``_fused_kernels.py`` when that folder is writable,
-otherwise in Numba's user cache folder (``~/.cache/numba`` on Linux), or in
-``$NUMBA_CACHE_DIR`` when set; an entry is keyed by the source file's modification time and
-size, the Numba version and the CPU, so an edited file, another Numba or another machine
-recompiles. With one torch thread (``evaluate --threads 1``) or a batch under 16 samples
-the serial variants run (no thread-pool launch); otherwise the parallel ones, on
-``torch.get_num_threads()`` threads of Numba's own pool (its ``workqueue`` layer unless
-``NUMBA_THREADING_LAYER`` says otherwise). ``PHYSIOEMO_NATIVE=0`` (or
-``HiSTN.native = False``) selects the PyTorch operators instead (same results within
-float32 rounding, slower on CPU). ``NUMBA_DISABLE_JIT=1`` runs the kernels as plain Python
-(very slow; for debugging).
+No C compiler is involved: Numba compiles the kernels on first use (about 15 s) and caches
+the machine code with ``cache=True`` under its own rules: in ``__pycache__`` next to
+``_fused_kernels.py`` when that folder is writable, otherwise in Numba's user cache folder
+(``~/.cache/numba`` on Linux), or in ``$NUMBA_CACHE_DIR`` when set; an entry is keyed by
+the source file's modification time and size, the Numba version and the CPU, so an edited
+file, another Numba or another machine recompiles. The kernels run serially in the calling
+thread (see :mod:`._fused_kernels` for why); use one process per core for several cores.
+``PHYSIOEMO_NATIVE=0`` (or ``HiSTN.native = False``) selects the PyTorch operators instead
+(same results within float32 rounding, slower on CPU). ``NUMBA_DISABLE_JIT=1`` runs the
+kernels as plain Python (very slow; for debugging).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 
 import torch
 
@@ -38,21 +34,13 @@ from ...exceptions import ParameterError
 ENV_VAR = "PHYSIOEMO_NATIVE"
 
 _kernels = None
-_SERIAL_BELOW = 16  # samples: smaller batches run serially
 _CHUNKED = {"block_forward", "block_backward", "tail_forward", "tail_backward"}
-_lock = threading.Lock()  # Numba's workqueue pool runs one parallel kernel at a time
 
 
 def _k():
     """Return the kernel module, imported (and Numba loaded) on first use."""
     global _kernels
     if _kernels is None:
-        import numba
-
-        if "NUMBA_THREADING_LAYER" not in os.environ:
-            # Numba's own pool: its OpenMP layer, beside PyTorch's OpenMP runtime, runs
-            # these kernels up to 10x slower. It serves one caller at a time (_lock).
-            numba.config.THREADING_LAYER = "workqueue"
         from . import _fused_kernels
 
         _kernels = _fused_kernels
@@ -107,29 +95,11 @@ def _np(t):
 
 
 @torch.compiler.disable  # opaque to torch.compile: a graph break, as any kernel call
-def _run(name, batch, *args):
-    """Run kernel ``name`` on torch's intra-op thread count (at most Numba's pool size).
-
-    One thread, or a batch under :data:`_SERIAL_BELOW` samples, runs the serial variant
-    (no thread-pool launch); the values are the same either way.
-    """
-    import numba
-
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if batch < _SERIAL_BELOW:
-        n = 1
-    if name in _CHUNKED:  # samples in 4 chunks per thread, one scratch set each
-        args = (*args, 4 * n if n > 1 else 1)
-    if n == 1:
-        getattr(_k(), name + "_serial")(*args)
-        return
-    kernel = getattr(_k(), name)
-    with _lock:
-        numba.set_num_threads(n)
-        # threads take iterations (channels, chunks) as they come free: on a busy machine a
-        # static split would wait for the slowest thread
-        numba.set_parallel_chunksize(1)
-        kernel(*args)
+def _run(name, *args):
+    """Run kernel ``name`` (serially, in the calling thread; it releases the GIL)."""
+    if name in _CHUNKED:  # the samples in one chunk (one scratch set)
+        args = (*args, 1)
+    getattr(_k(), name)(*args)
 
 
 def dropout_mask(shape, p, generator=None, dtype=torch.float32, device=None):
@@ -192,7 +162,7 @@ class _Head(torch.autograd.Function):
         h = x.new_empty(B, C, T2 // 2)
         wt_ = wt if wt is not None else _empty2(C)
         mask_ = mask if mask is not None else torch.empty(0, 0, 0)
-        _run("head_forward", B, _np(x), _np(wt_), pt, _np(y1), _np(g1), _np(b1), _np(w), _np(g2),
+        _run("head_forward", _np(x), _np(wt_), pt, _np(y1), _np(g1), _np(b1), _np(w), _np(g2),
              _np(b2), _np(mask_), mask is not None, eps, training, _np(mean1), _np(var1),
              _np(mean2), _np(var2), _np(y2), _np(h))
         ctx.save_for_backward(x, wt, y1, y2, g1, b1, w, g2, b2, mask, mean1, var1, mean2,
@@ -212,7 +182,7 @@ class _Head(torch.autograd.Function):
         dwt = torch.empty_like(wt) if wt is not None else _empty2(C)
         wt_ = wt if wt is not None else _empty2(C)
         mask_ = mask if mask is not None else torch.empty(0, 0, 0)
-        _run("head_backward", x.shape[0], _np(dh), _np(x), _np(wt_), ctx.pt, _np(y1), _np(y2),
+        _run("head_backward", _np(dh), _np(x), _np(wt_), ctx.pt, _np(y1), _np(y2),
              _np(g1), _np(b1), _np(w), _np(g2), _np(b2), _np(mask_), mask is not None, ctx.eps,
              ctx.training, _np(mean1), _np(var1), _np(mean2), _np(var2), _np(dy1), _np(dg1),
              _np(db1), _np(dw), _np(dg2), _np(db2), _np(dwt))
@@ -318,7 +288,7 @@ class _Block(torch.autograd.Function):
         mean3, var3 = (s.detach().clone().contiguous() for s in stats3)
         y = torch.empty_like(h)
         a_mean, h_mean = h.new_empty(B, C), h.new_empty(B, C)
-        _run("block_forward", B, _np(h), _np(M), _np(wd), p0, _np(W), _np(g3), _np(b3), eps,
+        _run("block_forward", _np(h), _np(M), _np(wd), p0, _np(W), _np(g3), _np(b3), eps,
              training, _np(mean3), _np(var3), _np(y), _np(a_mean), _np(h_mean))
         ctx.save_for_backward(h, y, M, wd, W, g3, b3, mean3, var3)
         ctx.p0, ctx.eps, ctx.training, ctx.pattern = p0, eps, training, pattern
@@ -334,7 +304,7 @@ class _Block(torch.autograd.Function):
         dh = torch.empty_like(h)
         dM, dwd, dW = torch.empty_like(M), torch.empty_like(wd), torch.empty_like(W)
         dg3, db3 = torch.empty_like(g3), torch.empty_like(b3)
-        _run("block_backward", B, _np(da), _np(dhm), _np(h), _np(y), _np(M), _np(wd), ctx.p0,
+        _run("block_backward", _np(da), _np(dhm), _np(h), _np(y), _np(M), _np(wd), ctx.p0,
              _np(W), _np(g3), _np(b3), ctx.eps, ctx.training, _np(mean3), _np(var3),
              _np(ctx.pattern), _np(dh), _np(dM), _np(dwd), _np(dW), _np(dg3), _np(db3))
         return dh, dM, dwd, dW, dg3, db3, None, None, None, None, None
@@ -402,7 +372,7 @@ class _Tail(torch.autograd.Function):
         saved = hm.new_empty(B, 2 * C + 4 * R + 2 * n_feat)
         logits = hm.new_empty(B, n_out)
         mask_ = mask if mask is not None else torch.empty(0, 0)
-        _run("tail_forward", B, _np(hm), _np(am), _np(reg), *map(_np, params), _np(mask_),
+        _run("tail_forward", _np(hm), _np(am), _np(reg), *map(_np, params), _np(mask_),
              mask is not None, _np(saved), _np(logits))
         ctx.save_for_backward(hm, am, saved, reg, *params)
         return logits
@@ -413,7 +383,7 @@ class _Tail(torch.autograd.Function):
         shapes = [t.shape for t in (Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc)]
         grads = hm.new_empty(sum(s.numel() for s in shapes))
         dhm, dam = torch.empty_like(hm), torch.empty_like(am)
-        _run("tail_backward", hm.shape[0], _np(dlogits.contiguous()), _np(hm), _np(am), _np(reg),
+        _run("tail_backward", _np(dlogits.contiguous()), _np(hm), _np(am), _np(reg),
              _np(Wh), _np(Wa), _np(P), _np(Wz), _np(Wl), _np(Wc), _np(saved), _np(dhm), _np(dam),
              _np(grads))
         parts = [g.view(s) for g, s in zip(grads.split([s.numel() for s in shapes]), shapes,

@@ -14,9 +14,14 @@ BatchNorm follows ``torch.nn.functional.batch_norm``: in training the batch mean
 biased batch variance normalise (sums in float64), in evaluation the given running
 statistics do. Dropout multipliers are inputs (drawn from torch's generator by the
 caller). Parameter gradients are summed per sample (or per channel) and then over samples
-in index order, so the parallel variants give the same bits on any number of threads and
-runs repeat bit for bit; the serial variants (one thread, small batches) are compiled
-separately and may differ from them in the last bits.
+in index order, so runs repeat bit for bit, and the values would not change if the loops
+over channels or chunks of samples ran in parallel.
+
+The kernels are serial, in the calling thread: beside PyTorch's OpenMP pool, whose idle
+threads spin, a Numba thread pool (``parallel=True``, workqueue or Numba's own OpenMP
+runtime) lost the cores and ran a training step 10x slower on 2 cores (benchmarks/
+results/train.md of commit 094fc7d); one process per core (``evaluate --jobs K
+--threads 1``) is how physioemo uses several cores.
 
 ``fastmath`` allows reassociation (vectorised sums) and fused multiply-adds, nothing that
 changes NaN/inf handling. Arrays are allocated where needed: no fixed-size buffer.
@@ -30,7 +35,6 @@ import math
 
 import numba as nb
 import numpy as np
-from numba import prange
 
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 _OPTS = dict(cache=True, nogil=True, fastmath=_FAST)
@@ -201,7 +205,8 @@ def _stats(y, c):
     return mean, max(var, 0.0)
 
 
-def _head_forward(x, wt, pt, y1, g1, b1, w, g2, b2, mask, has_mask, eps, training,
+@nb.njit(**_OPTS)
+def head_forward(x, wt, pt, y1, g1, b1, w, g2, b2, mask, has_mask, eps, training,
                  mean1, var1, mean2, var2, y2, h):
     """Forward of the head; see the module docstring.
 
@@ -214,7 +219,7 @@ def _head_forward(x, wt, pt, y1, g1, b1, w, g2, b2, mask, has_mask, eps, trainin
     K, Kt = w.shape[1], wt.shape[1]
     T2 = T - K + 1
     T3 = T2 // 2
-    for c in prange(C):
+    for c in range(C):
         u = np.empty(T, np.float32)
         e = np.empty(T, np.float32)
         if Kt > 0:
@@ -255,7 +260,8 @@ def _head_forward(x, wt, pt, y1, g1, b1, w, g2, b2, mask, has_mask, eps, trainin
                     out[j] *= mk[j]
 
 
-def _head_backward(dh, x, wt, pt, y1, y2, g1, b1, w, g2, b2, mask, has_mask, eps,
+@nb.njit(**_OPTS)
+def head_backward(dh, x, wt, pt, y1, y2, g1, b1, w, g2, b2, mask, has_mask, eps,
                   training, mean1, var1, mean2, var2, dy1, dg1, db1, dw, dg2, db2, dwt):
     """Backward of the head.
 
@@ -267,7 +273,7 @@ def _head_backward(dh, x, wt, pt, y1, y2, g1, b1, w, g2, b2, mask, has_mask, eps
     K, Kt = w.shape[1], wt.shape[1]
     T2 = T - K + 1
     T3 = T2 // 2
-    for c in prange(C):
+    for c in range(C):
         u = np.empty(T, np.float32)
         e = np.empty(T + Kt, np.float32)
         dy = np.empty(T2, np.float32)
@@ -417,15 +423,16 @@ def _sum_rows(parts, out):
             out[i] += row[i]
 
 
-def _block_forward(h, M, wd, p0, W, g3, b3, eps, training, mean3, var3, y, a_mean, h_mean,
+@nb.njit(**_OPTS)
+def block_forward(h, M, wd, p0, W, g3, b3, eps, training, mean3, var3, y, a_mean, h_mean,
                   n_chunks):
     """Forward of the node level; y (B, C, T), a_mean and h_mean (B, C) are outputs."""
     eps = np.float32(eps)
     B, C, T = h.shape
     fT = np.float32(T)
     parts = np.empty((B, 2 * C))
-    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk
-    for ch in prange(n_chunks):
+    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk of samples
+    for ch in range(n_chunks):
         m = np.empty((C, T), np.float32)
         d = np.empty((C, T), np.float32)
         for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
@@ -456,7 +463,7 @@ def _block_forward(h, M, wd, p0, W, g3, b3, eps, training, mean3, var3, y, a_mea
             v = tot[C + c] / n - mu * mu
             mean3[c] = np.float32(mu)
             var3[c] = np.float32(max(v, 0.0))
-    for b in prange(B):
+    for b in range(B):
         for c in range(C):
             sc = g3[c] / np.sqrt(var3[c] + eps)
             sh = b3[c] - mean3[c] * sc
@@ -467,7 +474,8 @@ def _block_forward(h, M, wd, p0, W, g3, b3, eps, training, mean3, var3, y, a_mea
             a_mean[b, c] = s / fT
 
 
-def _block_backward(da, dhm, h, y, M, wd, p0, W, g3, b3, eps, training, mean3, var3,
+@nb.njit(**_OPTS)
+def block_backward(da, dhm, h, y, M, wd, p0, W, g3, b3, eps, training, mean3, var3,
                    pattern, dh, dM, dwd, dW, dg3, db3, n_chunks):
     """Backward of the node level.
 
@@ -489,7 +497,7 @@ def _block_backward(da, dhm, h, y, M, wd, p0, W, g3, b3, eps, training, mean3, v
     Mt = np.ascontiguousarray(M.T)
     Wt = np.ascontiguousarray(W.T)
     parts1 = np.empty((B, 2 * C))
-    for b in prange(B):
+    for b in range(B):
         for c in range(C):
             yr = y[b, c]
             g = da[b, c] * invT
@@ -507,8 +515,8 @@ def _block_backward(da, dhm, h, y, M, wd, p0, W, g3, b3, eps, training, mean3, v
     n = np.float32(B * T)
     size = 2 * CC + C * K
     parts2 = np.zeros((B, size))
-    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk
-    for ch in prange(n_chunks):
+    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk of samples
+    for ch in range(n_chunks):
         m = np.empty((C, T), np.float32)
         d = np.empty((C, T), np.float32)
         dy = np.empty((C, T), np.float32)
@@ -653,15 +661,16 @@ def _collapse(y, W, bias, beta):
     return g
 
 
-def _tail_forward(hm, am, reg, Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc, mask, has_mask,
+@nb.njit(**_OPTS)
+def tail_forward(hm, am, reg, Wh, bh, Wa, ba, P, Wz, bz, Wl, bl, Wc, bc, mask, has_mask,
                  saved, logits, n_chunks):
     """Forward of the tail; saved (B, S) and logits (B, O) are outputs."""
     B, C = hm.shape
     R = P.shape[0]
     O = Wc.shape[0]  # noqa: E741 (n_outputs, as in the C it replaces)
     F = C + R + 1
-    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk
-    for ch in prange(n_chunks):
+    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk of samples
+    for ch in range(n_chunks):
         mx = np.empty(R, np.float32)
         tot = np.empty(R, np.float32)
         for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
@@ -725,7 +734,8 @@ def _fuse_back(v, alpha, z, dz, W, reg, dv, dW, db, dl):
         dv[i] += s
 
 
-def _tail_backward(dlogits, hm, am, reg, Wh, Wa, P, Wz, Wl, Wc, saved, dhm, dam, grads,
+@nb.njit(**_OPTS)
+def tail_backward(dlogits, hm, am, reg, Wh, Wa, P, Wz, Wl, Wc, saved, dhm, dam, grads,
                   n_chunks):
     """Backward of the tail.
 
@@ -750,8 +760,8 @@ def _tail_backward(dlogits, hm, am, reg, Wh, Wa, P, Wz, Wl, Wc, saved, dhm, dam,
     o_bc = o_Wc + O * F
     size = o_bc + O
     parts = np.zeros((B, size))
-    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk
-    for ch in prange(n_chunks):
+    n_chunks = max(1, min(B, n_chunks))  # one scratch set per chunk of samples
+    for ch in range(n_chunks):
         df = np.empty(F, np.float32)
         dz = np.empty(R, np.float32)
         dzl = np.empty(R, np.float32)
@@ -804,61 +814,3 @@ def _tail_backward(dlogits, hm, am, reg, Wh, Wa, P, Wz, Wl, Wc, saved, dhm, dam,
     _sum_rows(parts, acc)
     for i in range(size):
         grads[i] = np.float32(acc[i])
-
-
-# Each kernel twice: parallel (prange over channels or chunks of samples on Numba's thread
-# pool) and serial. Launching a parallel region costs tens of microseconds even on one
-# thread, so one thread (evaluate --threads 1) and small batches (batch-1 inference) run
-# the serial variant. Both compute the same values in the same order: results do not
-# depend on which runs. The serial variant is compiled without a cache entry of its own
-# (it would share the parallel one's name and line in Numba's cache index) inside a cached
-# wrapper of its own name.
-
-
-def _variants(impl):
-    parallel = nb.njit(parallel=True, **_OPTS)(impl)
-    return parallel, nb.njit(nogil=True, fastmath=_FAST)(impl)
-
-
-head_forward, _head_forward_1 = _variants(_head_forward)
-head_backward, _head_backward_1 = _variants(_head_backward)
-block_forward, _block_forward_1 = _variants(_block_forward)
-block_backward, _block_backward_1 = _variants(_block_backward)
-tail_forward, _tail_forward_1 = _variants(_tail_forward)
-tail_backward, _tail_backward_1 = _variants(_tail_backward)
-
-
-@nb.njit(**_OPTS)
-def head_forward_serial(*args):
-    """Run :func:`head_forward` serially."""
-    return _head_forward_1(*args)
-
-
-@nb.njit(**_OPTS)
-def head_backward_serial(*args):
-    """Run :func:`head_backward` serially."""
-    return _head_backward_1(*args)
-
-
-@nb.njit(**_OPTS)
-def block_forward_serial(*args):
-    """Run :func:`block_forward` serially."""
-    return _block_forward_1(*args)
-
-
-@nb.njit(**_OPTS)
-def block_backward_serial(*args):
-    """Run :func:`block_backward` serially."""
-    return _block_backward_1(*args)
-
-
-@nb.njit(**_OPTS)
-def tail_forward_serial(*args):
-    """Run :func:`tail_forward` serially."""
-    return _tail_forward_1(*args)
-
-
-@nb.njit(**_OPTS)
-def tail_backward_serial(*args):
-    """Run :func:`tail_backward` serially."""
-    return _tail_backward_1(*args)

@@ -127,12 +127,9 @@ def _head_ref(y1, bns, w, mask, kernels=None, pad_before=0):
                                             (2, 3, 8, 7, False),    # n_times = K + 1
                                             (1, 70, 20, 5, True),   # more than 64 channels
                                             (1, 2, 5000, 5, True)])  # over 4096 samples
-@pytest.mark.parametrize("variant", ["serial", "parallel"])
-def test_head_kernel_alone(B, C, T, K, masked, variant, monkeypatch):
+def test_head_kernel_alone(B, C, T, K, masked):
     # the sizes beyond the old C kernel's fixed buffers (64 channels, 4096 samples) and the
     # shortest window: the kernels allocate what they need
-    torch.set_num_threads(2)
-    monkeypatch.setattr(_fused, "_SERIAL_BELOW", 10 ** 9 if variant == "serial" else 0)
     torch.manual_seed(5)
     y1 = (torch.randn(B, C, T) * 3 + 1).requires_grad_()
     w = (torch.randn(C, K) * 0.4).requires_grad_()
@@ -206,11 +203,8 @@ def test_entry_points_refuse_sizes_they_cannot_take():
                     torch.eye(4), col, col, lin)
 
 
-@pytest.mark.parametrize("variant", ["serial", "parallel"])
-def test_block_at_the_size_limits(variant, monkeypatch):
+def test_block_at_the_size_limits():
     # kernel_size 1 (no padding) and the largest pad_before, against the PyTorch layers
-    torch.set_num_threads(2)
-    monkeypatch.setattr(_fused, "_SERIAL_BELOW", 10 ** 9 if variant == "serial" else 0)
     torch.manual_seed(9)
     for C, T, K, p0 in ((5, 7, 1, 0), (3, 4, 4, 3)):
         h = torch.randn(3, C, T, requires_grad=True)
@@ -243,13 +237,13 @@ def test_disabled_by_environment(monkeypatch):
     assert _fused.supports(torch.zeros(2, 14, 128), 5)
 
 
-def test_training_is_repeatable_bit_for_bit():
+def test_training_is_repeatable_bit_for_bit_on_any_thread_count():
     # parameter gradients are summed per sample, then over samples in order, and the
-    # dropout comes from torch's generator: runs from one seed with the same thread count
-    # end with identical weights. One thread runs the serial variants (another compiled
-    # loop order): equal up to float rounding.
-    states = {}
-    for run, threads in enumerate((2, 2, 1, 1)):
+    # dropout comes from torch's generator: runs from one seed end with identical weights
+    # (the kernels are serial; torch's own operators give the same bits on 1 and 2 threads
+    # here too)
+    states = []
+    for threads in (2, 2, 1):
         torch.set_num_threads(threads)
         torch.manual_seed(7)
         model = HiSTN(dropout=0.5).train()
@@ -261,12 +255,10 @@ def test_training_is_repeatable_bit_for_bit():
             opt.zero_grad()
             F.cross_entropy(model(x), y).backward()
             opt.step()
-        states[run] = model.state_dict()
-    for a, b in ((0, 1), (2, 3)):
-        for k in states[a]:
-            assert torch.equal(states[a][k], states[b][k]), k
-    for k in states[0]:
-        torch.testing.assert_close(states[0][k], states[2][k], rtol=1e-4, atol=1e-4)
+        states.append(model.state_dict())
+    for other in states[1:]:
+        for k in states[0]:
+            assert torch.equal(states[0][k], other[k]), k
 
 
 _NO_JIT = """
