@@ -1,12 +1,16 @@
 """Benchmark HiSTN training and inference: physioemo's fused model vs the literal layers.
 
 All models are the same physioemo HiSTN (graph G0, same initial weights). physioemo's runs
-on the CPU through its fused native kernels (:mod:`physioemo.models.layers._native`: the
-fused 64-tap filter, BatchNorm, ELU, taps, pooling and dropout in two C functions); the
-"PyTorch operators only" row is the same model with the kernel off (the fused banded matmul
-and PyTorch layers); the peer runs the temporal head literally (conv2d with the 8 shared
-64-tap kernels, then per-electrode mixing, as the Keras reference does) with PyTorch layers.
-A training step is forward + Gaussian-smoothed soft cross-entropy + backward + Adam +
+on the CPU through its fused Numba kernels (:mod:`physioemo.models.layers._fused`: the
+fused 64-tap filter, BatchNorm, ELU, taps, pooling, dropout, the node level and the region
+and global levels in three forward/backward pairs). The C kernels they replaced (issue 14)
+were timed side by side with them in the same process before their deletion (with the code
+of commit 094fc7d, the last with them; that table stays in the history of
+benchmarks/results/train.md). The "PyTorch operators
+only" row is the same model with the kernels off (the fused banded matmul and PyTorch
+layers); the peer runs the temporal head literally (conv2d with the 8 shared 64-tap
+kernels, then per-electrode mixing, as the Keras reference does) with PyTorch layers. A
+training step is forward + Gaussian-smoothed soft cross-entropy + backward + Adam +
 ``apply_constraints()``, batch 256. The contenders are timed in alternating rounds in one
 process (the median round is reported) and physioemo's and the literal model's logits and
 gradients are compared.
@@ -46,6 +50,33 @@ REFERENCE_KERAS_WPS = 4200.0  # shared/peers.md: TF/Keras, batch 256, 2 threads
 REFERENCE_LATENCY_MS = {"Keras eager": 24.0, "Keras predict_on_batch": 6.2,
                         "Keras tf.function": 1.7}
 CLIP, BLOCK, WIN, N_CLIPS, EPOCHS, FOLDS = 7680, 768, 128, 18, 50, 10
+
+
+_COMPILE_SNIPPET = """
+import time, torch
+t0 = time.perf_counter()
+from physioemo.models import HiSTN
+from physioemo.training.losses import gaussian_targets, soft_cross_entropy
+torch.set_num_threads(1)
+m = HiSTN().train()
+x = torch.randn(8, 14, 128)
+soft_cross_entropy(m(x), gaussian_targets(torch.randint(0, 5, (8,)))).backward()
+print(time.perf_counter() - t0)
+"""
+
+
+def first_call_seconds(cache_dir):
+    """Seconds to import, build and run one training step in a fresh process.
+
+    With an empty ``NUMBA_CACHE_DIR`` this includes compiling every Numba kernel (paid
+    once per installation); run again, the kernels load from that cache.
+    """
+    import subprocess
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    out = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def sd_steps_per_fold():
@@ -244,7 +275,7 @@ def main(argv=None):
     fns = {"physioemo HiSTN": make_step(ours, x, q, args.adam),
            "literal conv2d head (same model)": make_step(literal, x, q, args.adam)}
     if device.type == "cpu":
-        fns["physioemo HiSTN, PyTorch operators only (native kernel off)"] = make_step(
+        fns["physioemo HiSTN, PyTorch operators only (fused kernels off)"] = make_step(
             torch_ops, x, q, args.adam)
     if device.type == "cuda":  # what Trainer does on CUDA: the whole step as a CUDA graph
         from physioemo.training.trainer import _Step
@@ -282,8 +313,8 @@ def main(argv=None):
 
     x1 = x[:1].contiguous()
     torch.set_num_threads(args.latency_threads)
-    lat = {ours_name: latency(ours.eval(), x1, args.latency_calls, device),
-           lit_name: latency(literal.eval(), x1, args.latency_calls, device)}
+    lat = {ours_name: latency(ours.eval(), x1, args.latency_calls, device)}
+    lat[lit_name] = latency(literal.eval(), x1, args.latency_calls, device)
     if args.compile:
         try:
             t0 = time.perf_counter()
@@ -297,6 +328,12 @@ def main(argv=None):
             lat["physioemo HiSTN, torch.compile (failed)"] = (float("nan"), float("nan"))
             print(f"torch.compile failed: {type(err).__name__}: {err}", file=sys.stderr)
 
+    compile_s = None
+    if device.type == "cpu":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            compile_s = (first_call_seconds(tmp), first_call_seconds(tmp))
     proto = proto_jobs = None
     n_cores = os.cpu_count() or 1
     if args.protocol_epochs > 0:
@@ -342,6 +379,15 @@ def main(argv=None):
                      f"{mp_wps / wps[lit_name]:.2f}x | {mp_wps / REFERENCE_KERAS_WPS:.2f}x | |")
     lines.append("| TF/Keras reference (quoted from peers.md, not run here) | "
                  f"{1e3 * 256 / REFERENCE_KERAS_WPS:.1f} | 4,200 | | 1.00x | |")
+    ops_name = "physioemo HiSTN, PyTorch operators only (fused kernels off)"
+    if ops_name in sps:
+        lines += ["", f"Fused Numba kernels vs PyTorch operators (same process, alternating "
+                  f"rounds): **{wps[ours_name] / wps[ops_name]:.2f}x**."]
+    if compile_s is not None:
+        lines += ["", f"First call in a fresh process (import, model, one training step), "
+                  f"1 thread: **{compile_s[0]:.1f} s** with an empty `NUMBA_CACHE_DIR` "
+                  f"(Numba compiles the kernels; once per installation), "
+                  f"**{compile_s[1]:.1f} s** with the kernels loaded from that cache."]
     lines += [
         "", "Per-round windows/s: " + "; ".join(
             f"{k}: " + ", ".join(f"{args.batch / s:,.0f}" for s in v)

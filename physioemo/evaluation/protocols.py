@@ -517,20 +517,6 @@ def _curve(history):
     return {k: [None if np.isnan(v) else float(v) for v in vals] for k, vals in history.items()}
 
 
-def _native_kernel(model):
-    """Return whether ``model`` trained through the native CPU kernels.
-
-    Their dropout draws differ from PyTorch's, so a result depends on it; None for models
-    without them.
-    """
-    if not hasattr(model, "native"):
-        return None
-    from ..models.layers import _native
-
-    return bool(model.native and _native.available()
-                and next(model.parameters()).device.type == "cpu")
-
-
 def _baselines(p, subject, train, test, fseed):
     """``{"baselines": ...}`` for a record (see :mod:`.baselines`), or ``{}`` when off."""
     if not p["baselines"]:
@@ -551,7 +537,7 @@ def _record(p, subject, fold, fseed, metrics, cm, trainer, pre, test_s, **extra)
            "confusion": cm,
            "curve": _curve(trainer.history_),
            "best_epoch": trainer.best_epoch_, "train_seconds": trainer.fit_seconds_,
-           "test_seconds": test_s, "native_kernel": _native_kernel(trainer.model)}
+           "test_seconds": test_s}
     if pre is not None:
         rec["pretrain_curve"] = _curve(pre.history_)
         rec["pretrain_seconds"] = pre.fit_seconds_

@@ -16,7 +16,7 @@ from .layers import (
     GlobalCollapse,
     RegionAttentionFusion,
     RegionSeparableConv,
-    _native,
+    _fused,
 )
 from .layers._blocks import block_diag_scatter, block_flat_index, memo_no_grad
 
@@ -29,11 +29,21 @@ def _bn(n):
     return nn.BatchNorm1d(n, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
+def _dropout_mask(shape, p, training, like):
+    """Inverted-dropout multipliers of ``shape`` (dtype and device of ``like``); None off.
+
+    One ``torch.rand`` draw per dropout layer, in the same order on the fused kernels and
+    on PyTorch operators, so one seed gives both paths the same masks.
+    """
+    if not training or p == 0.0:
+        return None
+    return _fused.dropout_mask(shape, p, dtype=like.dtype, device=like.device)
+
+
 def _dropout(x, p, training):
     """Inverted dropout from a uniform draw (2-3x faster than ``F.dropout`` on CPU)."""
-    if not training or p == 0.0:
-        return x
-    return x * ((torch.rand_like(x) >= p).to(x.dtype) * (1.0 / (1.0 - p)))
+    mask = _dropout_mask(x.shape, p, training, x)
+    return x if mask is None else x * mask
 
 
 def _pool2(x):
@@ -100,9 +110,9 @@ class HiSTN(nn.Module):
        arXiv:2408.15255.
     """
 
-    #: Run the model in the fused native kernels of
-    #: :mod:`physioemo.models.layers._native` when they are available (CPU, float32); set
-    #: to False on an instance to use the PyTorch operators.
+    #: Run the model in the fused Numba kernels of
+    #: :mod:`physioemo.models.layers._fused` on CPU float32 input (unless
+    #: ``PHYSIOEMO_NATIVE=0``); set to False on an instance to use the PyTorch operators.
     native = True
 
     def __init__(self, n_channels=14, n_times=128, n_outputs=5, graph="G0", dropout=0.5):
@@ -139,7 +149,7 @@ class HiSTN(nn.Module):
         self.register_buffer("_node_flat", block_flat_index(
             torch.cat(groups), [len(g) for g in groups]), persistent=False)
         # entries of the node filter and region pointwise matrices that are parameters
-        # (both block-diagonal on the same regions): the native kernel's gradient pattern
+        # (both block-diagonal on the same regions): the fused kernel's gradient pattern
         self.register_buffer("_block_pattern", torch.zeros(n_ch * n_ch, dtype=torch.bool)
                              .index_fill_(0, self._node_flat, True).view(n_ch, n_ch),
                              persistent=False)
@@ -176,24 +186,20 @@ class HiSTN(nn.Module):
     def _native_ok(self, x):
         tc = self.temporal
         return (self.native and tc.impl == "banded"
-                and _native.supports(x, self.electrode.kernel_size, tc.kernel_size))
-
-    def _native_dropout(self):
-        """Draw a dropout for a native kernel; None outside training."""
-        if self.training and self.dropout > 0.0:
-            return _native.dropout_spec(self.dropout)
-        return None
+                and _fused.supports(x, self.electrode.kernel_size, tc.kernel_size))
 
     def _node_means(self, x, native):
         """Time-means of the node level's ``H`` and ``A``, each (batch, n_channels)."""
         if native:
             tc, sep = self.temporal, self.separable
-            h = _native.head(x, self.bn1, self.electrode.weight, self.bn2,
-                             kernels=tc.fused_kernels(), pad_before=tc.pad_before,
-                             dropout=self._native_dropout())
-            a_mean, h_mean = _native.block(h, self.node_filter_matrix(), sep.depthwise,
-                                           sep.pad_before, sep.pointwise_matrix(), self.bn3,
-                                           self._block_pattern)
+            B, C, T = x.shape
+            n_pooled = (T - self.electrode.kernel_size + 1) // 2
+            mask = _dropout_mask((B, C, n_pooled), self.dropout, self.training, x)
+            h = _fused.head(x, self.bn1, self.electrode.weight, self.bn2, mask=mask,
+                            kernels=tc.fused_kernels(), pad_before=tc.pad_before)
+            a_mean, h_mean = _fused.block(h, self.node_filter_matrix(), sep.depthwise,
+                                          sep.pad_before, sep.pointwise_matrix(), self.bn3,
+                                          self._block_pattern)
             return h_mean, a_mean
         # Part I
         h = F.elu(self.bn1(self.temporal(x)))
@@ -247,12 +253,13 @@ class HiSTN(nn.Module):
                 f"HiSTN input must have shape (batch, {self.n_channels}, {self.n_times}) "
                 f"(batch, n_channels, n_times), got {tuple(x.shape)}; window the data to "
                 f"{self.n_times} samples with channels on axis 1.")
-        if self._native_ok(x):  # the same computation in three native kernels
+        if self._native_ok(x):  # the same computation in three fused kernels
             h_mean, a_mean = self._node_means(x, True)
-            return _native.tail(h_mean, a_mean, self._region_of, self.fusion_h,
-                                self.fusion_a, self.region_cheb.filter_matrix(),
-                                self.collapse_z, self.collapse_lat, self.classifier,
-                                self._native_dropout())
+            n_feat = self.classifier.in_features
+            mask = _dropout_mask((x.shape[0], n_feat), self.dropout, self.training, x)
+            return _fused.tail(h_mean, a_mean, self._region_of, self.fusion_h,
+                               self.fusion_a, self.region_cheb.filter_matrix(),
+                               self.collapse_z, self.collapse_lat, self.classifier, mask)
         feats = _dropout(self.features(x), self.dropout, self.training)
         return self.classifier(feats)
 

@@ -27,7 +27,7 @@ ENV_VARS = {
                            "(default ~/.cache/physioemo)",
     "PHYSIOEMO_STORAGE": "the Optuna storage URL of tune, where --storage is not given",
     "PHYSIOEMO_DEVICES_DIR": "a folder of extra or replacement device profiles (*.yaml)",
-    "PHYSIOEMO_NATIVE": "0 turns the compiled CPU kernels off",
+    "PHYSIOEMO_NATIVE": "0 turns HiSTN's fused CPU kernels (Numba) off",
     "PHYSIOEMO_HARDWARE": "the test suite only: the headset that `pytest -m hardware` uses",
 }
 

@@ -157,7 +157,7 @@ def test_results_do_not_depend_on_n_jobs(tiny_data, tmp_path):
     for a, b in zip(one, two, strict=True):
         assert a["metrics"] == b["metrics"] and a["curve"] == b["curve"]
         assert a["confusion"] == b["confusion"]
-        assert a["native_kernel"] is None  # a model without native kernels
+        assert "native_kernel" not in a  # one dropout stream on every path (issue 14)
         # the baselines are seeded from the fold's seed too
         assert ({k: v.get("metrics") for k, v in a["baselines"].items()}
                 == {k: v.get("metrics") for k, v in b["baselines"].items()})
@@ -184,7 +184,6 @@ def test_one_subjects_folds_shared_by_jobs(tiny_data, tmp_path):
     # sd with n_jobs > 1 also spreads a subject's folds over the processes: same records,
     # and the checkpoint is still the one of the subject's last fold
     from physioemo.models import load_checkpoint
-    from physioemo.models.layers import _native
 
     data, labels = tiny_data
     kw = dict(subjects=[1], folds=[3, 1], **{**FAST, "model_fn": None})  # checkpoints: HiSTN
@@ -193,8 +192,7 @@ def test_one_subjects_folds_shared_by_jobs(tiny_data, tmp_path):
     assert [r["fold"] for r in two] == [1, 3]
     for a, b in zip(one, two, strict=True):
         assert a["metrics"] == b["metrics"] and a["curve"] == b["curve"]
-        # recorded: the native kernels' dropout draws differ from PyTorch's
-        assert a["native_kernel"] is b["native_kernel"] is _native.available()
+        assert a["confusion"] == b["confusion"]
     ckpts = [load_checkpoint(tmp_path / d / "checkpoints" / "subject02.pt")
              for d in ("1", "2")]
     assert ckpts[0][1]["fold"] == ckpts[1][1]["fold"] == 1  # the last fold run, as given
