@@ -306,12 +306,12 @@ STRICT_RUN = {"epochs": 25, "steps_per_epoch": 40, "overrides": {"batch_size": 6
                                                                  "lr": {0: 3e-3}},
               "n_threads": 2, "verbose": False, "save_checkpoints": False}
 STRICT_SEEDS = (0, 1)
-# Measured (means over the 2 seeds x 6 folds, weighted F1 %, valence; identical with 1 and
-# 2 torch threads; seed 0 / seed 1 in brackets):
-#   planted effect: HiSTN 51.6 (48.2 / 55.1), HiSTN's permutation chance 29.5 (27.3 / 31.8),
-#                   majority 8.9 (8.7 / 9.1), probe 24.1 (23.7 / 24.5), probe chance 24.0
-#   no effect:      HiSTN 9.6 (14.7 / 4.4), its chance 13.1 (20.0 / 6.2), majority 8.9,
-#                   probe 24.0 (23.4 / 24.6), probe chance 24.1
+# Measured (means over the 2 seeds x 6 folds, weighted F1 %, valence), with the Numba
+# kernels (dropout from torch's generator, issue 14):
+#   planted effect: HiSTN 51.8, HiSTN's permutation chance 29.3
+#   no effect:      HiSTN 7.8, its chance 9.8
+# With the former C kernels' dropout draws: planted effect HiSTN 51.6 (seeds 48.2 / 55.1),
+# chance 29.5; no effect HiSTN 9.6, chance 13.1.
 #   run_protocol's own baselines on the same folds (record["baselines"], with the ECG):
 #   planted effect: stratified 25.6, classic (band DE + logistic regression) 46.9, physio
 #                   17.4, probe 23.7; no effect: stratified 25.6, classic 24.5, physio 12.3,
