@@ -196,8 +196,12 @@ def test_one_subjects_folds_shared_by_jobs(tiny_data, tmp_path):
     ckpts = [load_checkpoint(tmp_path / d / "checkpoints" / "subject02.pt")
              for d in ("1", "2")]
     assert ckpts[0][1]["fold"] == ckpts[1][1]["fold"] == 1  # the last fold run, as given
+    # the weights agree to float32 rounding: bit-identical when the test runs alone, but
+    # after other tests have run in this process they differ in the last bits (seen since
+    # the Numba kernels; records above stay identical)
     for k, v in ckpts[0][0].state_dict().items():
-        assert torch.equal(v, ckpts[1][0].state_dict()[k]), k
+        torch.testing.assert_close(v, ckpts[1][0].state_dict()[k], rtol=1e-5, atol=1e-6,
+                                   msg=k)
 
 
 def test_bad_inputs(tiny_data):
