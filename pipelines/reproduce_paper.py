@@ -21,14 +21,15 @@ Expected run time on the full DREAMER (23 subjects, 2 CPU cores):
 
 * ``sd``: 10 folds x 50 epochs of about 420 batches of 256 windows per subject (53 M
   windows). Measured in ``benchmarks/results/train.md`` (real epochs through the
-  protocol): about 20 min per subject and dimension with ``--jobs 2`` (the subject's folds
-  in 2 single-threaded processes), 23 min in one 2-thread process, so 15-18 h for 23
-  subjects x 2 dimensions; more on a busy machine.
+  protocol, Numba kernels): about 31 min per subject and dimension with ``--jobs 2`` (the
+  subject's folds in 2 single-threaded processes), 46 min in one 2-thread process, so about
+  24 h for 23 subjects x 2 dimensions; more on a busy machine.
 * ``reston1``: 100 pretraining epochs over the other 22 subjects (2.4 M windows in batches
   of 120) plus 400 fine-tuning epochs (270 k windows). Measured on a shared 2-core machine
-  (load ~6) with 2 pretraining subjects, before the native kernels (about 2.5x faster):
-  about 870 windows/s, i.e. about 50 min per subject and dimension, about 40 h for the SI
-  table; an idle machine with the native kernels is several times faster (not re-timed).
+  (load ~6) with 2 pretraining subjects, before the fused kernels (the Numba kernels train
+  about 1.5x faster than that PyTorch-operator path): about 870 windows/s, i.e. about 50 min
+  per subject and dimension, about 40 h for the SI table; an idle machine with the fused
+  kernels is faster (not re-timed).
 
 Use ``--jobs K`` (subjects, and the folds of ``sd``, in parallel processes: ``--jobs 2``
 on 2 cores), ``--device cuda``, or split the subjects

@@ -27,14 +27,15 @@ evaluation skips finished folds). Several machines can share the study with
 
 Expected run time: each trial costs what ``physioemo evaluate`` costs on the tuned subjects
 and folds. ``sd-strict`` trains on about 90,600 windows per fold (354 batches of 256 per
-epoch); at the ~40,000 windows/s of ``benchmarks/results/train.md`` (2 CPU cores, native
-kernels) the full recipe (50 epochs) costs about 2 min per subject and fold, so 20 trials
-on 3 subjects with ``--folds 0`` take about 2 h and the final evaluation of all 6 folds of
-23 subjects about 5 h; a busy machine is slower. The batch-size search changes this: a
-trial with batch 64 takes 4 times as many steps per epoch (each cheaper, but not 4 times).
+epoch); at the ~18,700 windows/s of ``benchmarks/results/train.md`` (2 CPU cores, Numba
+kernels) the full recipe (50 epochs) costs about 4 min per subject and fold, so 20 trials
+on 3 subjects with ``--folds 0`` take about 4 h and the final evaluation of all 6 folds of
+23 subjects about 9 h (about 7 h with ``--jobs 2``); a busy machine is slower. The
+batch-size search changes this: a trial with batch 64 takes 4 times as many steps per
+epoch (each cheaper, but not 4 times).
 Use ``--jobs``, several machines (PostgreSQL storage) or ``--device cuda`` to go faster
 (one full-recipe ``sd`` epoch took 0.6 s on an H200, the whole step replayed as a CUDA
-graph, against about 3 s on 2 CPU cores: ``benchmarks/results/train-cuda.md``,
+graph, against about 5.5 s on 2 CPU cores: ``benchmarks/results/train-cuda.md``,
 ``train.md``).
 ``--tiny``: a generated 2-subject, 4-clip DREAMER-format file, ``sd`` tuned on subject 1, 2
 trials of one batch on fold 0, then the evaluation of subject 2 on all 10 folds: about 25 s
