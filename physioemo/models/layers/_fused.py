@@ -83,6 +83,20 @@ def _check(name, t, shape, dtype=torch.float32):
     return t if t.is_contiguous() else t.contiguous()
 
 
+def _width(name, t, n_channels, fix, high=None):
+    """Check that ``t`` is a (n_channels, K) filter, 1 <= K (<= high = n_times - 1).
+
+    Returns ``(t, K)`` with ``t`` contiguous.
+    """
+    K = t.shape[-1] if isinstance(t, torch.Tensor) and t.ndim == 2 else 0
+    if K < 1 or (high is not None and K > high):
+        bound = "" if high is None else f" <= n_times - 1 = {high}"
+        raise ParameterError(
+            f"{name} must have shape (n_channels, kernel_size) with 1 <= kernel_size"
+            f"{bound}, got {getattr(t, 'shape', type(t).__name__)}; {fix}.")
+    return _check(name, t, (n_channels, K)), K
+
+
 def _check_int(name, value, low, high, why):
     if not (isinstance(value, int) and low <= value <= high):
         raise ParameterError(f"{name}={value!r} must be an integer in [{low}, {high}] "
@@ -251,24 +265,13 @@ def head(x, bn1, taps, bn2, mask=None, kernels=None, pad_before=0):
         raise ParameterError("x requires a gradient, which the fused head does not compute "
                              "with a first filter (kernels); detach x or use the PyTorch "
                              "layers (native=False).")
-    K = taps.shape[-1] if isinstance(taps, torch.Tensor) and taps.ndim == 2 else 0
-    if K < 1 or T - K + 1 < 2:
-        raise ParameterError(
-            f"taps must have shape (n_channels, kernel_size) with 1 <= kernel_size <= "
-            f"n_times - 1 = {T - 1}, got {getattr(taps, 'shape', type(taps).__name__)}; "
-            f"use longer windows or shorter taps.")
-    taps = _check("taps", taps, (C, K))
+    taps, K = _width("taps", taps, C, "use longer windows or shorter taps", high=T - 1)
     T3 = (T - K + 1) // 2
     if mask is not None:
         mask = _check("mask", mask, (B, C, T3))
     pt = 0
     if kernels is not None:
-        Kt = kernels.shape[-1] if isinstance(kernels, torch.Tensor) and kernels.ndim == 2 else 0
-        if Kt < 1:
-            raise ParameterError(f"kernels must have shape (n_channels, n_taps) with n_taps "
-                                 f">= 1, got {getattr(kernels, 'shape', kernels)}; pass the "
-                                 f"first filter's kernels.")
-        kernels = _check("kernels", kernels, (C, Kt))
+        kernels, Kt = _width("kernels", kernels, C, "pass the first filter's kernels")
         pt = _check_int("pad_before", pad_before, 0, Kt - 1, f"n_taps={Kt}")
     g1, b1, stats1 = _bn_args("bn1", bn1, C)
     g2, b2, stats2 = _bn_args("bn2", bn2, C)
@@ -342,12 +345,7 @@ def block(h, M, taps, pad_before, W, bn3, pattern=None):
     h = _check("h", h, (B, C, T))
     M = _check("M", M, (C, C))
     W = _check("W", W, (C, C))
-    K = taps.shape[-1] if isinstance(taps, torch.Tensor) and taps.ndim == 2 else 0
-    if K < 1:
-        raise ParameterError(f"taps must have shape (n_channels, kernel_size) with "
-                             f"kernel_size >= 1, got {getattr(taps, 'shape', taps)}; pass "
-                             f"the depthwise kernels.")
-    taps = _check("taps", taps, (C, K))
+    taps, K = _width("taps", taps, C, "pass the depthwise kernels")
     p0 = _check_int("pad_before", pad_before, 0, K - 1, f"kernel_size={K}")
     if pattern is None:
         pattern = torch.ones(C, C, dtype=torch.uint8)
