@@ -26,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets.cache import file_sha256
 from ..datasets.preprocessing import CausalNormalizer, checkpoint_form
 from ..exceptions import DataError, ParameterError
 from ..utils._checks import check_number
 from ..utils.logging import logger
-from .predict import ModelSpec, file_sha256, match_channels, predict_proba
+from .predict import ModelSpec, match_channels, predict_proba
 
 #: Suffix of the live predictions file, beside the recording.
 SUFFIX = ".live-predictions.csv"

@@ -9,8 +9,6 @@ start there), cut into windows and passed through the model.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from ..datasets.preprocessing import checkpoint_form, normalize_recording
@@ -65,15 +63,6 @@ def match_channels(have, want):
     rows = {channel_key(c): i for i, c in enumerate(have)}
     missing = [c for c in want if channel_key(c) not in rows]
     return [rows[channel_key(c)] for c in want if channel_key(c) in rows], missing
-
-
-def file_sha256(path):
-    """SHA-256 of every byte of a (checkpoint) file, as hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ModelSpec:
